@@ -1,0 +1,1 @@
+"""Agentic mesh control plane."""
