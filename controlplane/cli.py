@@ -1,0 +1,216 @@
+"""`agentic-cp`: validate resources, explain decisions, draw the graph, serve xDS, write bootstraps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from controlplane.api.agentic import XAccessPolicy
+from controlplane.api.base import Problem, ResourceKey
+from controlplane.graph import explain as explain_mod
+from controlplane.graph import export
+from controlplane.graph.admission import cel_problem
+from controlplane.graph.model import AuthorizationGraph
+from controlplane.graph.request import Request
+from controlplane.graph.rules import DEFAULT_TRUST_DOMAIN, service_account_spiffe_id
+from controlplane.sources.directory import DirectorySource
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except UsageError as err:
+        print(f"agentic-cp: {err}", file=sys.stderr)
+        return 2
+
+
+class UsageError(Exception):
+    pass
+
+
+# --- validate ---------------------------------------------------------------------------------------------
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    source = DirectorySource(*_existing(args.paths))
+    change = source.load()
+    problems = [p for ps in change.problems.values() for p in ps]
+    graph = AuthorizationGraph(trust_domain=args.trust_domain)
+    graph.apply(change)
+    problems += _semantic_problems(graph, source)
+    for problem in sorted(problems, key=lambda p: (p.origin, p.doc_index)):
+        print(problem)
+    for warning in _admission_warnings(graph):
+        print(f"warning: {warning}", file=sys.stderr)
+    if not problems:
+        print(f"{len(change.upserts)} resources valid", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _semantic_problems(graph: AuthorizationGraph, source: DirectorySource) -> list[Problem]:
+    """What the API server would accept but the controller refuses: CEL that does not compile."""
+    problems = []
+    for policy in graph.of_kind("XAccessPolicy"):
+        message = cel_problem(policy)
+        if message is not None:
+            origin, index = source.origins.get(policy.key, ("-", 0))
+            rule_index = next(i for i, r in enumerate(policy.spec.rules) if message.startswith(f"rule {r.name}:"))
+            problems.append(Problem(origin, index, "XAccessPolicy", policy.namespace, policy.name,
+                                    f"spec.rules[{rule_index}].authorization.cel.expression",
+                                    message.split(": ", 1)[1]))
+    return problems
+
+
+def _admission_warnings(graph: AuthorizationGraph) -> list[str]:
+    warnings = []
+    for node, data in graph.graph.nodes(data=True):
+        if data.get("type") != "policy":
+            continue
+        for kind, name, _, cond in data["conditions"]:
+            if not cond.accepted and cond.reason != "InvalidCEL":
+                warnings.append(f"XAccessPolicy {data['key'].ref} on {kind} {name}: not accepted "
+                                f"({cond.reason}): {cond.message}")
+    return sorted(warnings)
+
+
+# --- explain ----------------------------------------------------------------------------------------------
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    graph = _load_graph(args)
+    source = _spiffe_source(args.source, args.trust_domain)
+    headers = dict(_header(h) for h in args.header)
+    if args.backend:
+        request = Request.build(source=source, port=args.port or 0, path=args.path or "/mcp",
+                                http_method=args.http_method, host=args.host, headers=headers,
+                                mcp_method=args.mcp_method, tool=args.tool)
+        decision = explain_mod.explain_backend(graph, _ns_name("XBackend", args.backend), request)
+    else:
+        if not (args.gateway and args.port and args.path):
+            raise UsageError("explain needs --gateway NS/NAME --port N --path P, or --backend NS/NAME")
+        request = Request.build(source=source, port=args.port, path=args.path, http_method=args.http_method,
+                                host=args.host, headers=headers, mcp_method=args.mcp_method, tool=args.tool)
+        decision = explain_mod.explain_gateway(graph, _ns_name("Gateway", args.gateway), request)
+    if args.json:
+        print(json.dumps({"request": export.to_plain(request), **decision.to_dict()}, indent=2))
+    else:
+        _print_decision(request, decision)
+    return 0
+
+
+def _print_decision(request: Request, decision: explain_mod.Decision) -> None:
+    what = request.mcp_method or request.http_method
+    if request.tool:
+        what += f" {request.tool}"
+    print(f"{decision.decision.upper()}: {request.source or '(no client certificate)'} -> {what} {request.path}")
+    if decision.route:
+        print(f"  route:   {decision.route}")
+    if decision.backend:
+        print(f"  backend: {decision.backend}")
+    for level in decision.levels:
+        print(f"  {level.level:<8} {level.target}: {level.decision} - {level.reason}")
+    for ext in decision.external_auth:
+        print(f"  requires the external authorizer to allow: {ext}")
+    if not decision.levels:
+        print(f"  {decision.reason}")
+
+
+def _spiffe_source(value: str, trust_domain: str) -> str | None:
+    if value in ("", "-", "none"):
+        return None
+    if value.startswith("spiffe://"):
+        return value
+    namespace, sep, name = value.partition("/")
+    if not sep or not namespace or not name:
+        raise UsageError(f"--source must be a SPIFFE ID or NAMESPACE/SERVICEACCOUNT, not {value!r}")
+    return service_account_spiffe_id(trust_domain, namespace, name)
+
+
+def _header(value: str) -> tuple[str, str]:
+    name, sep, val = value.partition(":")
+    if not sep:
+        raise UsageError(f"--header must be NAME:VALUE, not {value!r}")
+    return name.strip(), val.strip()
+
+
+# --- graph ------------------------------------------------------------------------------------------------
+
+
+def run_graph(args: argparse.Namespace) -> int:
+    graph = _load_graph(args)
+    if args.format == "dot":
+        sys.stdout.write(export.to_dot(graph))
+    else:
+        print(json.dumps(export.to_json(graph), indent=2))
+    return 0
+
+
+# --- shared -----------------------------------------------------------------------------------------------
+
+
+def _load_graph(args: argparse.Namespace) -> AuthorizationGraph:
+    source = DirectorySource(*_existing(args.config))
+    change = source.load()
+    for problem in (p for ps in change.problems.values() for p in ps):
+        print(f"warning: skipped: {problem}", file=sys.stderr)
+    graph = AuthorizationGraph(trust_domain=args.trust_domain)
+    graph.apply(change)
+    return graph
+
+
+def _existing(paths: list[str]) -> list[Path]:
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise UsageError(f"no such file or directory: {', '.join(missing)}")
+    return [Path(p) for p in paths]
+
+
+def _ns_name(kind: str, value: str) -> ResourceKey:
+    namespace, sep, name = value.partition("/")
+    if not sep:
+        namespace, name = "default", value
+    return ResourceKey(kind, namespace, name)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentic-cp", description=__doc__)
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check resources; one line per problem, exit 1 if any")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
+    p.set_defaults(run=run_validate)
+
+    p = sub.add_parser("explain", help="may SOURCE make this request, and which rule decides?")
+    p.add_argument("--config", action="append", required=True, metavar="PATH")
+    p.add_argument("--source", required=True, help="a SPIFFE ID or NAMESPACE/SERVICEACCOUNT ('none': no cert)")
+    p.add_argument("--gateway", metavar="NS/NAME")
+    p.add_argument("--backend", metavar="NS/NAME", help="an XBackend: evaluate its policies alone")
+    p.add_argument("--port", type=int)
+    p.add_argument("--path")
+    p.add_argument("--host", default="")
+    p.add_argument("--http-method")
+    p.add_argument("--mcp-method")
+    p.add_argument("--tool")
+    p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
+    p.set_defaults(run=run_explain)
+
+    p = sub.add_parser("graph", help="print the authorization graph")
+    p.add_argument("--config", action="append", required=True, metavar="PATH")
+    p.add_argument("--format", choices=("json", "dot"), default="json")
+    p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
+    p.set_defaults(run=run_graph)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
