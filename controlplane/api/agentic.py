@@ -145,15 +145,6 @@ class RuleSource(Model):
     spiffe: str | None = Field(default=None, pattern=SPIFFE_PATTERN)
     service_account: ServiceAccountRef | None = Field(default=None, alias="serviceAccount")
 
-    @model_validator(mode="after")
-    def _member_for_type(self) -> RuleSource:
-        # The union discriminator: the member named by `type` must be set (the Go type's documented contract).
-        if self.type is SourceType.SPIFFE and self.spiffe is None:
-            raise ValueError("spiffe must be specified when type is set to 'SPIFFE'")
-        if self.type is SourceType.SERVICE_ACCOUNT and self.service_account is None:
-            raise ValueError("serviceAccount must be specified when type is set to 'ServiceAccount'")
-        return self
-
 
 class MCPMethod(Model):
     name: MCPMethodName

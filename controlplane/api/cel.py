@@ -18,7 +18,7 @@ from celpy import celtypes
 
 ALLOWED_VARIABLES = ("request.mcp.tool_name", "request.path", "request.url_path", "request.method",
                      "request.host", "request.headers", "request.time")
-_REQUEST_ATTR = re.compile(r"\brequest((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+_REQUEST_ATTR = re.compile(r"\brequest((?:\.[A-Za-z_][A-Za-z0-9_]*(?![A-Za-z0-9_]|\s*\())+)")
 
 
 class CELError(ValueError):

@@ -247,11 +247,12 @@ class RouteFilter(LenientModel):
 
     @model_validator(mode="after")
     def _config_for_type(self) -> RouteFilter:
-        needed = {"RequestHeaderModifier": self.request_header_modifier, "RequestRedirect": self.request_redirect,
-                  "URLRewrite": self.url_rewrite, "ResponseHeaderModifier": self.response_header_modifier}
-        if self.type in needed and needed[self.type] is None:
-            field = self.type[0].lower() + self.type[1:]
-            raise ValueError(f"filter.{field} must be specified for {self.type} filter.type")
+        needed = {"RequestHeaderModifier": ("requestHeaderModifier", self.request_header_modifier),
+                  "ResponseHeaderModifier": ("responseHeaderModifier", self.response_header_modifier),
+                  "RequestRedirect": ("requestRedirect", self.request_redirect),
+                  "URLRewrite": ("urlRewrite", self.url_rewrite)}
+        if self.type in needed and needed[self.type][1] is None:
+            raise ValueError(f"filter.{needed[self.type][0]} must be specified for {self.type} filter.type")
         return self
 
 

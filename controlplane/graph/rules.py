@@ -33,6 +33,7 @@ from controlplane.graph.request import Request
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 ANY_SOURCE = "*"
+NO_SOURCE = "!"  # a source whose `type` names a member that is not set: it matches no caller (fail closed)
 
 
 def service_account_spiffe_id(trust_domain: str, namespace: str, name: str) -> str:
@@ -77,11 +78,14 @@ def resolve_rules(policy: XAccessPolicy, trust_domain: str) -> tuple[ResolvedRul
 
 def _principal(rule: AccessRule, policy_namespace: str, trust_domain: str) -> str:
     source = rule.source
-    if source is None or (source.spiffe is None and source.service_account is None):
+    if source is None or (source.type is None and source.spiffe is None and source.service_account is None):
         return ANY_SOURCE
-    if source.type is SourceType.SPIFFE or (source.type is None and source.spiffe):
-        return source.spiffe
+    use_spiffe = source.type is SourceType.SPIFFE or (source.type is None and source.spiffe is not None)
+    if use_spiffe:
+        return source.spiffe or NO_SOURCE
     sa = source.service_account
+    if sa is None:
+        return NO_SOURCE
     return service_account_spiffe_id(trust_domain, sa.namespace or policy_namespace, sa.name)
 
 

@@ -1,0 +1,138 @@
+"""`agentic-cp validate`, `explain` and `graph` as a user runs them, on the quickstart."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controlplane.cli import main
+from tests.conftest import ROOT
+
+QUICKSTART = str(ROOT / "examples" / "quickstart")
+GATEWAY = ["--gateway", "quickstart/agent-gateway", "--port", "10443", "--path", "/tools/mcp"]
+GRANTS = {"research-agent": {"get-sum", "echo"}, "math-agent": {"get-sum"}, "intern-agent": set()}
+BASE_METHODS = ["initialize", "tools/list", "ping", "notifications/initialized", "completion/complete",
+                "logging/setLevel"]
+
+
+def explain(capsys, *args) -> dict:
+    assert main(["explain", "--config", QUICKSTART, *GATEWAY, "--json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_validate_quickstart_exits_0(capsys):
+    assert main(["validate", QUICKSTART]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_validate_reports_file_doc_kind_name_and_field(tmp_path, capsys):
+    folder = tmp_path / "q"
+    shutil.copytree(QUICKSTART, folder)
+    path = folder / "30-policies.yaml"
+    path.write_text(path.read_text().replace("type: Inline\n        mcp:\n          mcpBaseProtocolMethodsOption:"
+                                             " MATCH_BASE_PROTOCOL_METHODS\n          methods:\n            - name:"
+                                             " tools/call\n              params: [\"get-sum\", \"echo\"]",
+                                             "type: Inline\n        mcp:\n          methods:\n            - name:"
+                                             " tools/list\n              params: [\"echo\"]"))
+    assert main(["validate", str(folder)]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [f"{path}:1: XAccessPolicy quickstart/everything-tool-grants: "
+                   "spec.rules[0].authorization.mcp.methods[0]: Params can only be specified for get, call, "
+                   "subscribe, unsubscribe, or read methods"]
+
+
+def test_validate_reports_invalid_cel(tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text("""
+apiVersion: agentic.networking.x-k8s.io/v1alpha1
+kind: XAccessPolicy
+metadata: {name: cel, namespace: ns}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]
+  action: Allow
+  rules:
+    - {name: ok, authorization: {type: CEL, cel: {expression: "request.method == 'POST'"}}}
+    - {name: bad, authorization: {type: CEL, cel: {expression: "request.body.size() > 1"}}}
+""")
+    assert main(["validate", str(tmp_path)]) == 1
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{tmp_path / 'p.yaml'}:0: XAccessPolicy ns/cel: spec.rules[1].authorization.cel."
+                           "expression: unsupported variable 'request.body'")
+
+
+def test_validate_missing_path_is_a_usage_error(capsys):
+    assert main(["validate", "/no/such/dir"]) == 2
+
+
+@pytest.mark.parametrize("agent", sorted(GRANTS))
+@pytest.mark.parametrize("tool", ["get-sum", "echo", "get-tiny-image"])
+def test_explain_tool_calls_follow_the_grants(capsys, agent, tool):
+    result = explain(capsys, "--source", f"quickstart/{agent}", "--tool", tool)
+    expected = "allow" if tool in GRANTS[agent] else "deny"
+    assert result["decision"] == expected
+    if expected == "allow":
+        assert result["deciding_rules"] == [f"quickstart/quickstart-agents-only#{agent}",
+                                            f"quickstart/everything-tool-grants#"
+                                            f"{ {'research-agent': 'research-tools', 'math-agent': 'math-tools'}[agent]}"]
+    else:
+        assert "no rule of quickstart/everything-tool-grants matches" in result["reason"]
+
+
+@pytest.mark.parametrize("agent", sorted(GRANTS))
+@pytest.mark.parametrize("method", BASE_METHODS)
+def test_explain_base_methods_are_allowed_for_every_agent(capsys, agent, method):
+    assert explain(capsys, "--source", f"quickstart/{agent}", "--mcp-method", method)["decision"] == "allow"
+
+
+@pytest.mark.parametrize("agent", sorted(GRANTS))
+def test_explain_session_stream_and_close(capsys, agent):
+    assert explain(capsys, "--source", f"quickstart/{agent}", "--http-method", "GET")["decision"] == "allow"
+    deleting = explain(capsys, "--source", f"quickstart/{agent}", "--http-method", "DELETE",
+                       "--header", "mcp-session-id: abc")
+    assert deleting["decision"] == "allow"
+    assert explain(capsys, "--source", f"quickstart/{agent}", "--http-method", "DELETE")["decision"] == "deny"
+    assert explain(capsys, "--source", f"quickstart/{agent}", "--mcp-method", "prompts/list")["decision"] == "deny"
+
+
+def test_explain_strangers_and_callers_without_certificates_are_denied(capsys):
+    for source in ["other/agent", "spiffe://evil.example/ns/quickstart/sa/research-agent", "none"]:
+        result = explain(capsys, "--source", source, "--mcp-method", "initialize")
+        assert result["decision"] == "deny"
+        assert "no rule of quickstart/quickstart-agents-only matches" in result["reason"]
+
+
+def test_explain_unrouted_path_and_backend_mode(capsys):
+    assert main(["explain", "--config", QUICKSTART, "--source", "quickstart/math-agent", "--gateway",
+                 "quickstart/agent-gateway", "--port", "10443", "--path", "/elsewhere", "--tool", "echo"]) == 0
+    assert capsys.readouterr().out.startswith("DENY:")
+    result = explain_backend = None
+    assert main(["explain", "--config", QUICKSTART, "--source", "quickstart/math-agent", "--backend",
+                 "quickstart/everything-mcp", "--tool", "get-sum", "--json"]) == 0
+    explain_backend = json.loads(capsys.readouterr().out)
+    assert explain_backend["decision"] == "allow" and result is None
+
+
+def test_graph_json_and_dot_render_with_graphviz(tmp_path, capsys):
+    assert main(["graph", "--config", QUICKSTART, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    allow_edges = {(e["source"], e["target"]) for e in data["edges"] if e["rel"] == "allow"}
+    assert ("identity:spiffe://cluster.local/ns/quickstart/sa/math-agent",
+            "backend:XBackend:quickstart/everything-mcp") in allow_edges
+    assert main(["graph", "--config", QUICKSTART, "--format", "dot"]) == 0
+    dot = capsys.readouterr().out
+    assert dot.startswith("digraph authorization {") and "math-tools" in dot
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz `dot` is not installed (.ci/run installs Debian's graphviz)")
+    png = tmp_path / "graph.png"
+    subprocess.run(["dot", "-Tpng", "-o", str(png)], input=dot, text=True, check=True)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "controlplane.cli", "validate", QUICKSTART],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "resources valid" in out.stderr
