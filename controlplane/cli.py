@@ -152,6 +152,75 @@ def run_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- identity and bootstrap ------------------------------------------------------------------------------
+
+
+def _ca(state_dir: str, trust_domain: str | None):
+    from controlplane.identity.ca import TRUST_DOMAIN_FILE, CaStateError, CertificateAuthority
+
+    stored = Path(state_dir) / "ca" / TRUST_DOMAIN_FILE
+    if trust_domain is None:
+        trust_domain = stored.read_text().strip() if stored.exists() else DEFAULT_TRUST_DOMAIN
+    try:
+        return CertificateAuthority.load_or_create(Path(state_dir), trust_domain=trust_domain)
+    except CaStateError as err:
+        raise UsageError(str(err)) from None
+
+
+def run_identity_issue(args: argparse.Namespace) -> int:
+    from controlplane.identity.files import write_identity
+    from controlplane.identity.spiffe import InvalidSpiffeId
+
+    ca = _ca(args.state_dir, args.trust_domain)
+    try:
+        identity = ca.issue(args.spiffe_id, dns_names=args.dns, ttl=_hours(args.ttl_hours))
+    except (InvalidSpiffeId, ValueError) as err:
+        raise UsageError(str(err)) from None
+    files = write_identity(Path(args.out), identity, ca.bundle_pem)
+    print(f"issued {identity.spiffe_id}, valid until {identity.not_after:%Y-%m-%d %H:%M} UTC:")
+    for path in (files.cert, files.key, files.bundle):
+        print(f"  {path}")
+    return 0
+
+
+def run_bootstrap(args: argparse.Namespace) -> int:
+    from controlplane.identity import xds_auth
+    from controlplane.identity.files import write_identity
+    from controlplane.identity.spiffe import spiffe_id
+    from controlplane.translate.bootstrap import write_bootstrap
+
+    host, port = _host_port(args.xds_address)
+    ca = _ca(args.state_dir, args.trust_domain)
+    if args.gateway:
+        ns, name = _ns_name("Gateway", args.gateway).namespace, _ns_name("Gateway", args.gateway).name
+        identity_id = xds_auth.proxy_identity_for_gateway(ca.trust_domain, ns, name)
+        node_id = xds_auth.node_id_for_gateway(ns, name)
+    else:
+        key = _ns_name("ServiceAccount", args.workload)
+        identity_id = spiffe_id(ca.trust_domain, key.namespace, key.name)
+        node_id = xds_auth.node_id_for_workload(key.namespace, key.name)
+    out = Path(args.out)
+    write_identity(out, ca.issue(identity_id, ttl=_hours(args.ttl_hours)), ca.bundle_pem)
+    path = write_bootstrap(out, node_id=node_id, node_cluster=node_id.split("~", 1)[0], xds_host=host,
+                           xds_port=port, admin_port=args.admin_port, trust_domain=ca.trust_domain)
+    print(f"wrote {path} for node {node_id} (identity {identity_id})")
+    print((out / "run.txt").read_text().strip())
+    return 0
+
+
+def _hours(value: float):
+    from datetime import timedelta
+
+    return timedelta(hours=value)
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"expected HOST:PORT, not {value!r}")
+    return host.strip("[]"), int(port)
+
+
 # --- shared -----------------------------------------------------------------------------------------------
 
 
@@ -209,6 +278,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "dot"), default="json")
     p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
     p.set_defaults(run=run_graph)
+
+    p = sub.add_parser("identity", help="workload identities from the control plane's CA")
+    isub = p.add_subparsers(metavar="ACTION")
+    q = isub.add_parser("issue", help="write cert.pem, key.pem and bundle.pem for a SPIFFE ID")
+    q.add_argument("--state-dir", required=True)
+    q.add_argument("--spiffe-id", required=True)
+    q.add_argument("--out", required=True)
+    q.add_argument("--dns", action="append", default=[], help="an extra DNS SAN (repeatable)")
+    q.add_argument("--ttl-hours", type=float, default=24.0)
+    q.add_argument("--trust-domain", help="for a new state dir (default cluster.local)")
+    q.set_defaults(run=run_identity_issue)
+
+    p = sub.add_parser("bootstrap", help="write an Envoy bootstrap and its xDS credentials")
+    p.add_argument("--xds-address", required=True, metavar="HOST:PORT")
+    p.add_argument("--state-dir", required=True)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--gateway", metavar="NS/NAME")
+    who.add_argument("--workload", metavar="NS/SERVICEACCOUNT")
+    p.add_argument("--out", required=True)
+    p.add_argument("--admin-port", type=int, default=15000)
+    p.add_argument("--ttl-hours", type=float, default=24.0)
+    p.add_argument("--trust-domain", help="for a new state dir (default cluster.local)")
+    p.set_defaults(run=run_bootstrap)
     return parser
 
 

@@ -136,3 +136,30 @@ def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "controlplane.cli", "validate", QUICKSTART],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "resources valid" in out.stderr
+
+
+def test_identity_issue_writes_a_verifiable_identity(tmp_path, capsys):
+    from cryptography import x509
+
+    out = tmp_path / "agent"
+    assert main(["identity", "issue", "--state-dir", str(tmp_path / "state"), "--spiffe-id",
+                 "spiffe://cluster.local/ns/quickstart/sa/math-agent", "--out", str(out)]) == 0
+    cert = x509.load_pem_x509_certificate((out / "cert.pem").read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [
+        "spiffe://cluster.local/ns/quickstart/sa/math-agent"]
+    assert (out / "key.pem").stat().st_mode & 0o077 == 0
+    assert main(["identity", "issue", "--state-dir", str(tmp_path / "state"), "--spiffe-id",
+                 "spiffe://elsewhere/ns/x/sa/y", "--out", str(out)]) == 2
+    assert "outside trust domain" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bootstrap_for_a_gateway_passes_envoy_validate(tmp_path, capsys):
+    envoy = Path(sys.executable).parent / "envoy"
+    assert main(["bootstrap", "--xds-address", "127.0.0.1:15010", "--state-dir", str(tmp_path / "state"),
+                 "--gateway", "quickstart/agent-gateway", "--out", str(tmp_path / "gw"), "--admin-port", "0"]) == 0
+    assert "gateway~quickstart~agent-gateway" in capsys.readouterr().out
+    result = subprocess.run([str(envoy), "--mode", "validate", "-c", str(tmp_path / "gw" / "envoy.yaml"),
+                             "--base-id", "4242"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -1,0 +1,84 @@
+"""SPIFFE IDs: the only name an identity has in this mesh.
+
+Envoy RBAC matches ``authenticated.principal_name`` against the URI SAN of the peer certificate, so the ID
+string we build here must be byte-for-byte the one a policy names. The Kubernetes convention
+``spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`` is the one upstream kube-agentic-networking,
+Istio and kgateway use; sticking to it keeps upstream manifests meaningful unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "SPIFFE_ID_PATTERN",
+    "InvalidSpiffeId",
+    "parse_spiffe_id",
+    "spiffe_id",
+    "trust_domain_id",
+    "validate_trust_domain",
+    "workload_of",
+]
+
+SPIFFE_ID_PATTERN = re.compile(r"^spiffe://[a-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
+_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+_SCHEME = "spiffe://"
+
+
+class InvalidSpiffeId(ValueError):
+    """A string that is not a SPIFFE ID we can put into a certificate or a policy."""
+
+
+def validate_trust_domain(trust_domain: str) -> str:
+    """Return ``trust_domain`` unchanged, or raise: it becomes part of every ID and of the CA's own SAN."""
+    if not _TRUST_DOMAIN.match(trust_domain or ""):
+        raise InvalidSpiffeId(f"invalid trust domain {trust_domain!r}: want lowercase [a-z0-9._-]+")
+    return trust_domain
+
+
+def _check_segment(kind: str, value: str) -> str:
+    if not _SEGMENT.match(value or "") or value in (".", ".."):
+        raise InvalidSpiffeId(f"invalid {kind} {value!r} for a SPIFFE ID path segment")
+    return value
+
+
+def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
+    """The SPIFFE ID of a Kubernetes workload: ``spiffe://<td>/ns/<ns>/sa/<sa>``."""
+    validate_trust_domain(trust_domain)
+    _check_segment("namespace", namespace)
+    _check_segment("service account", service_account)
+    return f"{_SCHEME}{trust_domain}/ns/{namespace}/sa/{service_account}"
+
+
+def trust_domain_id(trust_domain: str) -> str:
+    """The ID of the trust domain itself (``spiffe://<td>``), carried by the root CA as its URI SAN."""
+    return _SCHEME + validate_trust_domain(trust_domain)
+
+
+def parse_spiffe_id(value: str) -> tuple[str, str]:
+    """Split a SPIFFE ID into ``(trust_domain, path)``; the path is ``""`` or starts with ``/``.
+
+    Raises InvalidSpiffeId for anything Envoy or a peer could interpret differently: upper-case trust
+    domains, empty or dot segments, query strings, percent escapes, trailing slashes.
+    """
+    if not isinstance(value, str) or not SPIFFE_ID_PATTERN.match(value):
+        raise InvalidSpiffeId(f"invalid SPIFFE ID {value!r}")
+    rest = value[len(_SCHEME):]
+    trust_domain, slash, path = rest.partition("/")
+    path = slash + path
+    if any(seg in (".", "..") for seg in path.split("/")[1:]):
+        raise InvalidSpiffeId(f"invalid SPIFFE ID {value!r}: '.' and '..' segments are not allowed")
+    return trust_domain, path
+
+
+def workload_of(value: str) -> tuple[str, str] | None:
+    """``(namespace, service_account)`` for a Kubernetes-style ID, else None (also for invalid IDs)."""
+    try:
+        _, path = parse_spiffe_id(value)
+    except InvalidSpiffeId:
+        return None
+    parts = path.split("/")[1:]
+    if len(parts) == 4 and parts[0] == "ns" and parts[2] == "sa":
+        return parts[1], parts[3]
+    return None

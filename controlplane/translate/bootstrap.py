@@ -1,0 +1,210 @@
+"""Envoy bootstrap: the static part of a proxy's config that points it at this control plane.
+
+Everything else (listeners, routes, clusters, secrets, policy) arrives over ADS, so the bootstrap holds only:
+who the proxy is (node id/cluster), where the control plane is (``xds_cluster``), and how the xDS channel is
+secured (mTLS with the proxy's own SVID, pinned to the control plane's SPIFFE ID).
+
+The xDS client credentials are read through *file-based SDS* rather than plain ``tls_certificates``
+filenames: Envoy watches the credentials directory and re-reads cert and key together whenever a file is
+renamed into it (our writes are renames), so a rotated SVID is picked up without restarting Envoy. The two
+small SDS files live next to the PEMs and are written by ``write_bootstrap``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import shlex
+from pathlib import Path
+
+import yaml
+
+from controlplane.identity.files import BUNDLE_FILE, CERT_FILE, KEY_FILE, atomic_write
+from controlplane.identity.xds_auth import control_plane_identity
+
+__all__ = [
+    "XDS_CLUSTER",
+    "base_id_for",
+    "render_bootstrap",
+    "render_sds_files",
+    "run_command",
+    "write_bootstrap",
+]
+
+XDS_CLUSTER = "xds_cluster"
+CLIENT_CERT_SECRET = "xds-client-cert"
+TRUST_BUNDLE_SECRET = "xds-trust-bundle"
+CERT_SDS_FILE = "sds-xds-client-cert.yaml"
+BUNDLE_SDS_FILE = "sds-xds-trust-bundle.yaml"
+BOOTSTRAP_FILE = "envoy.yaml"
+RUN_FILE = "run.txt"
+_SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+_BASE_ID_FIRST, _BASE_ID_SPAN = 1000, 50_000
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def base_id_for(node_id: str) -> int:
+    """A stable ``--base-id`` per node id, so several Envoys on one machine do not share hot-restart memory."""
+    digest = hashlib.sha256(node_id.encode()).digest()
+    return _BASE_ID_FIRST + int.from_bytes(digest[:4], "big") % _BASE_ID_SPAN
+
+
+def _file_sds(name: str, path: Path) -> dict:
+    """An SDS reference served from a local YAML file, re-read when its directory changes."""
+    return {
+        "name": name,
+        "sds_config": {
+            "path_config_source": {"path": str(path), "watched_directory": {"path": str(path.parent)}},
+            "resource_api_version": "V3",
+        },
+    }
+
+
+def render_sds_files(*, credentials_dir: Path) -> dict[str, dict]:
+    """The two SDS files (name -> content) that point Envoy at ``cert.pem``/``key.pem`` and ``bundle.pem``."""
+    creds = Path(credentials_dir).absolute()
+    cert = {
+        "@type": _SECRET_TYPE,
+        "name": CLIENT_CERT_SECRET,
+        "tls_certificate": {
+            "certificate_chain": {"filename": str(creds / CERT_FILE)},
+            "private_key": {"filename": str(creds / KEY_FILE)},
+            "watched_directory": {"path": str(creds)},
+        },
+    }
+    bundle = {
+        "@type": _SECRET_TYPE,
+        "name": TRUST_BUNDLE_SECRET,
+        "validation_context": {"trusted_ca": {"filename": str(creds / BUNDLE_FILE)}},
+    }
+    return {CERT_SDS_FILE: {"resources": [cert]}, BUNDLE_SDS_FILE: {"resources": [bundle]}}
+
+
+def _upstream_tls(*, credentials_dir: Path, xds_host: str, server_spiffe_id: str) -> dict:
+    """Present our SVID; accept only a server whose URI SAN is exactly the control plane's SPIFFE ID."""
+    ctx = {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            "tls_certificate_sds_secret_configs": [_file_sds(CLIENT_CERT_SECRET, credentials_dir / CERT_SDS_FILE)],
+            "combined_validation_context": {
+                "default_validation_context": {
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "URI", "matcher": {"exact": server_spiffe_id}},
+                    ],
+                },
+                "validation_context_sds_secret_config": _file_sds(
+                    TRUST_BUNDLE_SECRET, credentials_dir / BUNDLE_SDS_FILE
+                ),
+            },
+        },
+    }
+    if not _is_ip(xds_host):
+        ctx["sni"] = xds_host
+    return {"name": "envoy.transport_sockets.tls", "typed_config": ctx}
+
+
+def _xds_cluster(*, xds_host: str, xds_port: int, tls: dict) -> dict:
+    """The one static cluster: HTTP/2 (gRPC) to the control plane, with keepalive to notice a dead peer."""
+    endpoint = {"endpoint": {"address": {"socket_address": {"address": xds_host, "port_value": xds_port}}}}
+    cluster = {
+        "name": XDS_CLUSTER,
+        "type": "STATIC" if _is_ip(xds_host) else "STRICT_DNS",
+        "connect_timeout": "5s",
+        "load_assignment": {"cluster_name": XDS_CLUSTER, "endpoints": [{"lb_endpoints": [endpoint]}]},
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {
+                    "http2_protocol_options": {"connection_keepalive": {"interval": "30s", "timeout": "5s"}},
+                },
+            },
+        },
+        "transport_socket": tls,
+    }
+    if not _is_ip(xds_host):
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+    return cluster
+
+
+def _ads_source() -> dict:
+    return {"ads": {}, "resource_api_version": "V3"}
+
+
+def _dynamic_resources() -> dict:
+    return {
+        "ads_config": {
+            "api_type": "GRPC",
+            "transport_api_version": "V3",
+            "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+            "set_node_on_first_message_only": True,
+        },
+        "cds_config": _ads_source(),
+        "lds_config": _ads_source(),
+    }
+
+
+def render_bootstrap(
+    *,
+    node_id: str,
+    node_cluster: str,
+    xds_host: str,
+    xds_port: int,
+    admin_port: int,
+    credentials_dir: Path,
+    trust_domain: str,
+    control_plane_spiffe_id: str | None = None,
+) -> dict:
+    """An Envoy v3 bootstrap (a YAML-able dict) for one proxy. Pure: reads and writes nothing.
+
+    ``credentials_dir`` must be where ``cert.pem``, ``key.pem``, ``bundle.pem`` and the SDS files from
+    ``render_sds_files`` will be; paths are made absolute because Envoy resolves them from its cwd.
+    """
+    creds = Path(credentials_dir).absolute()
+    server_id = control_plane_spiffe_id or control_plane_identity(trust_domain)
+    tls = _upstream_tls(credentials_dir=creds, xds_host=xds_host, server_spiffe_id=server_id)
+    return {
+        "node": {"id": node_id, "cluster": node_cluster},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "dynamic_resources": _dynamic_resources(),
+        "static_resources": {"clusters": [_xds_cluster(xds_host=xds_host, xds_port=xds_port, tls=tls)]},
+        "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}]},
+    }
+
+
+def run_command(*, bootstrap_path: Path, node_id: str, envoy: str = "envoy") -> str:
+    """The exact shell command that starts Envoy on ``bootstrap_path``."""
+    return shlex.join([envoy, "-c", str(Path(bootstrap_path).absolute()), "--base-id", str(base_id_for(node_id))])
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Plain YAML for humans: never ``&id001`` anchors, even if a sub-dict is shared."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def _dump(data: dict) -> bytes:
+    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False).encode()
+
+
+def write_bootstrap(
+    out_dir: Path, *, credentials_dir: Path | None = None, envoy: str = "envoy", **render_args
+) -> Path:
+    """Render and write ``envoy.yaml``, the SDS files (into ``credentials_dir``, default ``out_dir``) and
+    ``run.txt``; returns the bootstrap path. ``render_args`` are ``render_bootstrap``'s other arguments.
+    The PEM files themselves come from ``controlplane.identity.files.write_identity``."""
+    out = Path(out_dir).absolute()
+    creds = Path(credentials_dir).absolute() if credentials_dir is not None else out
+    for name, content in render_sds_files(credentials_dir=creds).items():
+        atomic_write(creds / name, _dump(content))
+    path = atomic_write(out / BOOTSTRAP_FILE, _dump(render_bootstrap(credentials_dir=creds, **render_args)))
+    command = run_command(bootstrap_path=path, node_id=render_args["node_id"], envoy=envoy)
+    atomic_write(out / RUN_FILE, f"# Start this proxy (base id derived from the node id):\n{command}\n".encode())
+    return path

@@ -1,0 +1,306 @@
+"""The chart's CRDs: the same API as upstream's, and the examples it must accept and reject.
+
+Each XAccessPolicy/XBackend document is checked by `crd_validation.validate_against_crd`, which
+applies the CRD's OpenAPI schema and evaluates every `x-kubernetes-validations` CEL rule.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import celpy
+import pytest
+import yaml
+from crd_validation import crd_matches, crd_problems, load_crds, validate_against_crd, validate_with_crds
+from helm_support import (
+    CHART_CRDS_DIR,
+    CHART_DIR,
+    PROJECT_MANIFESTS_DIR,
+    UPSTREAM_DIR,
+    helm_python,
+    one,
+)
+
+GROUP = "agentic.networking.x-k8s.io"
+KINDS = ("XAccessPolicy", "XBackend")
+UPSTREAM_CRD_FILES = ("agentic.networking.x-k8s.io_xaccesspolicies.yaml", "agentic.networking.x-k8s.io_xbackends.yaml")
+# A manifest under tests/manifests/invalid/ that only the control plane rejects (e.g. a limit the
+# controller enforces), while the CRD accepts it, says so with this comment.
+CRD_ACCEPTED_MARKER = "# crd: accepted"
+
+# What the project serves: kind -> (plural, {version: storage}, namespaced, status subresource).
+SERVED = {
+    "XAccessPolicy": ("xaccesspolicies", {"v0alpha0": False, "v1alpha1": True}, True, True),
+    "XBackend": ("xbackends", {"v0alpha0": True}, True, True),
+}
+
+
+def _custom_resources(path: Path) -> list[tuple[int, dict, str]]:
+    """(index, document, the comment lines above it) for each XAccessPolicy/XBackend of a file."""
+    out = []
+    chunks = [c for c in re.split(r"(?m)^---[ \t]*$", path.read_text()) if c.strip()]
+    for index, chunk in enumerate(chunks):
+        doc = yaml.safe_load(chunk)
+        if isinstance(doc, dict) and doc.get("kind") in KINDS:
+            comments = "\n".join(line for line in chunk.splitlines() if line.lstrip().startswith("#"))
+            out.append((index, doc, comments))
+    return out
+
+
+def _example_files(folder: Path) -> list:
+    files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")) if folder.is_dir() else []
+    if not files:
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no example manifests in {folder}"))]
+    return [pytest.param(f, id=f.name) for f in files]
+
+
+def _describe(path: Path, index: int, doc: dict) -> str:
+    return f"{path.name}:{index}: {doc.get('kind')} {doc.get('metadata', {}).get('name')}"
+
+
+def _check_valid(path: Path, chart_crds: list[dict]) -> None:
+    problems = []
+    for index, doc, _ in _custom_resources(path):
+        problems += [f"{_describe(path, index, doc)}: {e}" for e in validate_with_crds(chart_crds, doc)]
+    assert problems == []
+
+
+def _check_invalid(path: Path, chart_crds: list[dict]) -> None:
+    """Every XAccessPolicy/XBackend of an invalid example is rejected, at the field its
+    `# expect: FIELD | message` comment names (or below it), when it has one."""
+    documents = _custom_resources(path)
+    if not documents:
+        pytest.skip(f"{path.name} holds no XAccessPolicy/XBackend")
+    failures = []
+    for index, doc, comments in documents:
+        where = _describe(path, index, doc)
+        crd = next((c for c in chart_crds if crd_matches(c, doc)), None)
+        problems = crd_problems(crd, doc) if crd else [("apiVersion", "no CRD defines this kind")]
+        print(f"{where} rejected by: " + "; ".join(f"{p}: {m}" for p, m in problems))
+        if CRD_ACCEPTED_MARKER in comments:
+            if problems:
+                failures.append(f"{where}: marked '{CRD_ACCEPTED_MARKER}' but rejected: {problems}")
+            continue
+        if not problems:
+            failures.append(f"{where}: accepted by the CRD")
+            continue
+        expected = re.search(r"#\s*expect:\s*([^|\s]+)", comments)
+        if expected and not any(_at_or_below(p, expected.group(1)) for p, _ in problems):
+            failures.append(f"{where}: expected a problem at {expected.group(1)}, got {problems}")
+    assert failures == []
+
+
+def _at_or_below(path: str, field: str) -> bool:
+    return path == field or path.startswith((f"{field}.", f"{field}["))
+
+
+# --- the API itself -------------------------------------------------------------------------------------
+
+
+def test_chart_crds_are_the_served_kinds_and_versions(chart_crds):
+    assert sorted(c["spec"]["names"]["kind"] for c in chart_crds) == sorted(SERVED)
+    for crd in chart_crds:
+        kind = crd["spec"]["names"]["kind"]
+        plural, versions, namespaced, status = SERVED[kind]
+        assert crd["metadata"]["name"] == f"{plural}.{GROUP}"
+        assert crd["spec"]["group"] == GROUP
+        assert crd["spec"]["names"]["plural"] == plural
+        assert (crd["spec"]["scope"] == "Namespaced") is namespaced
+        assert {v["name"]: v["storage"] for v in crd["spec"]["versions"]} == versions
+        assert all(v["served"] for v in crd["spec"]["versions"])
+        assert all(("status" in v.get("subresources", {})) is status for v in crd["spec"]["versions"])
+        assert "status" not in crd  # Helm would try to write the controller-gen stub
+
+
+def test_chart_crds_agree_with_the_control_plane_models(chart_crds):
+    agentic = pytest.importorskip("controlplane.api.agentic", reason="the API models are not importable")
+    for class_name, kind in (("XAccessPolicy", "XAccessPolicy"), ("XAccessPolicyV0", "XAccessPolicy"),
+                             ("XBackend", "XBackend")):
+        model = getattr(agentic, class_name, None)
+        if model is None:
+            continue
+        [crd] = [c for c in chart_crds if c["spec"]["names"]["kind"] == kind]
+        assert (model.API_GROUP, model.KIND) == (crd["spec"]["group"], kind)
+        assert getattr(model, "NAMESPACED", True) is (crd["spec"]["scope"] == "Namespaced")
+
+
+def test_cluster_role_covers_every_crd_and_its_status(chart_crds, default_objects):
+    grants = {(g, r, v) for rule in one(default_objects, "ClusterRole")["rules"] for g in rule["apiGroups"]
+              for r in rule["resources"] for v in rule["verbs"]}
+    for crd in chart_crds:
+        plural = crd["spec"]["names"]["plural"]
+        assert {(GROUP, plural, v) for v in ("get", "list", "watch")} <= grants
+        assert {(GROUP, f"{plural}/status", v) for v in ("update", "patch")} <= grants
+        assert not {(GROUP, plural, v) for v in ("create", "update", "patch", "delete")} & grants
+
+
+def test_helm_installs_exactly_these_crds():
+    chart = helm_python.Chart.load(CHART_DIR)
+    assert sorted(c["name"] for c in chart.crds) == sorted(f"crds/{name}" for name in UPSTREAM_CRD_FILES)
+
+
+def test_chart_crds_carry_the_upstream_credit():
+    for name in UPSTREAM_CRD_FILES:
+        header = (CHART_CRDS_DIR / name).read_text().split("apiVersion:", 1)[0]
+        assert "kubernetes-sigs/kube-agentic-networking" in header and "Apache License" in header
+    assert not any("agentic.prototype" in p.name for p in CHART_CRDS_DIR.iterdir())
+
+
+@pytest.mark.skipif(not (UPSTREAM_DIR / "crds").is_dir(), reason=f"upstream CRDs not found at {UPSTREAM_DIR}")
+@pytest.mark.parametrize("name", UPSTREAM_CRD_FILES)
+def test_chart_crds_equal_upstream(name):
+    [upstream] = load_crds(UPSTREAM_DIR / "crds" / name)
+    [chart] = load_crds(CHART_CRDS_DIR / name)
+    assert chart["metadata"] == upstream["metadata"]
+    assert chart["spec"] == upstream["spec"]  # every schema node, limit and CEL rule
+
+
+def test_every_cel_rule_compiles_and_sits_where_it_can_be_evaluated(chart_crds):
+    rules = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            rules.extend(r["rule"] for r in node.get("x-kubernetes-validations", []))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for crd in chart_crds:
+        walk(crd["spec"]["versions"])
+    assert len(rules) >= 14
+    env = celpy.Environment()
+    for rule in set(rules):
+        env.program(env.compile(rule))
+
+
+# --- examples ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", _example_files(UPSTREAM_DIR / "crd-examples" / "valid"))
+def test_upstream_valid_examples_are_accepted(path, chart_crds):
+    _check_valid(path, chart_crds)
+
+
+@pytest.mark.parametrize("path", _example_files(UPSTREAM_DIR / "crd-examples" / "invalid"))
+def test_upstream_invalid_examples_are_rejected(path, chart_crds):
+    _check_invalid(path, chart_crds)
+
+
+def _applied_upstream_manifests() -> list:
+    """Manifests upstream's e2e, conformance and quickstart apply to real clusters: all accepted there."""
+    files = [f for sub in ("e2e-testdata", "conformance-testdata", "quickstart")
+             for f in sorted((UPSTREAM_DIR / sub).glob("*.yaml"))]
+    files = [f for f in files if _custom_resources(f)]
+    if not files:
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no upstream manifests in {UPSTREAM_DIR}"))]
+    return [pytest.param(f, id=f"{f.parent.name}/{f.name}") for f in files]
+
+
+@pytest.mark.parametrize("path", _applied_upstream_manifests())
+def test_manifests_upstream_applies_are_accepted(path, chart_crds):
+    _check_valid(path, chart_crds)
+
+
+@pytest.mark.parametrize("path", _example_files(PROJECT_MANIFESTS_DIR / "valid"))
+def test_project_valid_manifests_are_accepted(path, chart_crds):
+    _check_valid(path, chart_crds)
+
+
+@pytest.mark.parametrize("path", _example_files(PROJECT_MANIFESTS_DIR / "invalid"))
+def test_project_invalid_manifests_are_rejected(path, chart_crds):
+    _check_invalid(path, chart_crds)
+
+
+# --- the validator itself: each apiserver behaviour it mirrors ----------------------------------------------
+
+POLICY = """
+apiVersion: agentic.networking.x-k8s.io/v1alpha1
+kind: XAccessPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]
+  action: Allow
+  rules:
+  - name: r1
+    source: {type: ServiceAccount, serviceAccount: {name: agent}}
+    authorization:
+      type: Inline
+      mcp:
+        methods:
+        - {name: tools/call, params: [get-sum]}
+"""
+
+
+def _policy(mutate=None) -> dict:
+    doc = yaml.safe_load(POLICY)
+    if mutate:
+        mutate(doc)
+    return doc
+
+
+def _crd(chart_crds, kind):
+    return next(c for c in chart_crds if c["spec"]["names"]["kind"] == kind)
+
+
+def test_validator_accepts_the_baseline(chart_crds):
+    assert validate_against_crd(_crd(chart_crds, "XAccessPolicy"), _policy()) == []
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["spec"].update(typo=1), "spec.typo: unknown field"),
+    (lambda d: d["spec"]["rules"].append(dict(d["spec"]["rules"][0])), "AccessRule names must be unique"),
+    (lambda d: d["spec"]["rules"][0]["authorization"]["mcp"]["methods"][0]["params"].append("get-sum"),
+     "params[1]: Duplicate value"),
+    (lambda d: d["spec"]["rules"][0]["authorization"]["mcp"]["methods"].append({"name": "tools/call"}),
+     "methods[1]: Duplicate value: map key name='tools/call'"),
+    (lambda d: d["spec"]["rules"][0]["authorization"].update(cel={"expression": "true"}),
+     "cel must not be specified when type is set to 'Inline'"),
+    (lambda d: d["spec"].update(action="ExternalAuth", externalAuth={
+        "protocol": "GRPC", "backendRef": {"name": "authz"}, "grpc": {}}), "Must have port for Service reference"),
+    (lambda d: d["spec"].update(action="ExternalAuth", externalAuth={
+        "protocol": "HTTP", "backendRef": {"name": "authz", "port": 99999}, "http": {}}),
+     "backendRef.port: Invalid value: 99999: should be less than or equal to 65535"),
+    (lambda d: d["spec"]["rules"][0]["source"].update(spiffe="http://x"), "source.spiffe: Invalid value: 'http://x'"),
+    (lambda d: d.update(apiVersion="agentic.networking.x-k8s.io/v9"), "version 'v9'"),
+    (lambda d: d["metadata"].pop("name"), "metadata.name: Required value"),
+    (lambda d: d["spec"].pop("targetRefs"), "spec.targetRefs: Required value"),
+])
+def test_validator_rejects(chart_crds, mutate, expected):
+    errors = validate_against_crd(_crd(chart_crds, "XAccessPolicy"), _policy(mutate))
+    assert any(expected in e for e in errors), errors
+
+
+def test_validator_applies_defaults_before_cel(chart_crds):
+    # backendRef.group/kind default to ""/Service; the CEL rule reads them, so without defaulting it errors.
+    doc = _policy(lambda d: d["spec"].update(action="ExternalAuth", externalAuth={
+        "protocol": "GRPC", "backendRef": {"name": "authz", "port": 50051}, "grpc": {}}))
+    assert validate_against_crd(_crd(chart_crds, "XAccessPolicy"), doc) == []
+
+
+def test_validator_prunes_nulls_like_the_apiserver(chart_crds):
+    # `grpc:` with no value is null: pruned, so the GRPC-needs-grpc rule fires.
+    doc = _policy(lambda d: d["spec"].update(action="ExternalAuth", externalAuth={
+        "protocol": "GRPC", "backendRef": {"name": "authz", "port": 50051}, "grpc": None}))
+    errors = validate_against_crd(_crd(chart_crds, "XAccessPolicy"), doc)
+    assert any("grpc must be specified when protocol is set to 'GRPC'" in e for e in errors), errors
+
+
+def test_validator_checks_v0alpha0_rules(chart_crds):
+    doc = _policy(lambda d: d.update(apiVersion=f"{GROUP}/v0alpha0"))
+    doc["spec"] = {
+        "targetRefs": [{"group": GROUP, "kind": "XBackend", "name": "b"}, {"group": "", "kind": "Service", "name": "s"}],
+        "rules": [{"name": "r", "source": {"type": "SPIFFE", "spiffe": "spiffe://td/a"},
+                   "authorization": {"type": "InlineTools"}}],
+    }
+    errors = validate_against_crd(_crd(chart_crds, "XAccessPolicy"), doc)
+    assert any("TargetRef must have group" in e for e in errors), errors
+    assert any("tools must be specified when type is set to 'InlineTools'" in e for e in errors), errors
+
+
+def test_validator_refuses_a_crd_of_another_kind(chart_crds):
+    [error] = validate_against_crd(_crd(chart_crds, "XBackend"), _policy())
+    assert error.startswith("apiVersion: ") and "is not defined by CRD" in error
+    assert not crd_matches(_crd(chart_crds, "XBackend"), _policy())
