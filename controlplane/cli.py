@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from controlplane.api.agentic import XAccessPolicy
 from controlplane.api.base import Problem, ResourceKey
 from controlplane.graph import explain as explain_mod
 from controlplane.graph import export

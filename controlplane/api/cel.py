@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -58,7 +58,7 @@ def request_attributes(*, path: str, method: str, host: str, headers: Mapping[st
         "method": method,
         "host": host,
         "headers": {k.lower(): v for k, v in headers.items()},
-        "time": now or datetime.now(timezone.utc),
+        "time": now or datetime.now(UTC),
         "mcp": {"tool_name": tool_name} if tool_name is not None else {},
     }
 

@@ -9,13 +9,13 @@ Policies with an invalid CEL expression are refused with `InvalidCEL` and take n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from controlplane.api import cel
 from controlplane.api.agentic import Action, AuthorizationType, XAccessPolicy
 
 MAX_POLICIES_PER_TARGET = 5
-_NO_TIMESTAMP = datetime.max.replace(tzinfo=timezone.utc)
+_NO_TIMESTAMP = datetime.max.replace(tzinfo=UTC)
 
 ACCEPTED = "Accepted"
 LIMIT_EXCEEDED = "LimitPerTargetExceeded"
@@ -34,7 +34,7 @@ class Condition:
 def seniority(policy: XAccessPolicy) -> tuple:
     created = policy.metadata.creation_timestamp
     if created is not None and created.tzinfo is None:
-        created = created.replace(tzinfo=timezone.utc)
+        created = created.replace(tzinfo=UTC)
     return (created or _NO_TIMESTAMP, policy.namespace, policy.name)
 
 

@@ -9,12 +9,12 @@ takes the first route that matches, so the translator emits routes in this same 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 from controlplane.api.gateway import RouteMatch
 
-_NO_TIMESTAMP = datetime.max.replace(tzinfo=timezone.utc)
+_NO_TIMESTAMP = datetime.max.replace(tzinfo=UTC)
 
 
 def hostnames_intersect(listener_hostname: str | None, route_hostnames: list[str]) -> tuple[str, ...] | None:
@@ -59,7 +59,7 @@ def match_precedence(match: RouteMatch) -> tuple:
 def route_age(created: datetime | None) -> datetime:
     if created is None:
         return _NO_TIMESTAMP
-    return created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+    return created if created.tzinfo else created.replace(tzinfo=UTC)
 
 
 def request_matches(match: RouteMatch, *, path: str, method: str, headers: dict[str, str]) -> bool:
@@ -70,10 +70,10 @@ def request_matches(match: RouteMatch, *, path: str, method: str, headers: dict[
         return False
     lowered = {k.lower(): v for k, v in headers.items()}
     for header in match.headers:
-        if not _value_matches(header.type, header.value, lowered.get(header.name.lower())):
+        if not value_matches(header.type, header.value, lowered.get(header.name.lower())):
             return False
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-    return all(_value_matches(q.type, q.value, query.get(q.name)) for q in match.query_params)
+    return all(value_matches(q.type, q.value, query.get(q.name)) for q in match.query_params)
 
 
 def path_matches(kind: str, value: str, path: str) -> bool:
@@ -85,7 +85,7 @@ def path_matches(kind: str, value: str, path: str) -> bool:
     return prefix == "" or path == prefix or path.startswith(prefix + "/")
 
 
-def _value_matches(kind: str, expected: str, actual: str | None) -> bool:
+def value_matches(kind: str, expected: str, actual: str | None) -> bool:
     if actual is None:
         return False
     return actual == expected if kind == "Exact" else re.fullmatch(expected, actual) is not None

@@ -11,9 +11,8 @@ only ever allows `tools/call`, when its expression holds.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from controlplane.api import cel
 from controlplane.api.agentic import (
@@ -30,6 +29,7 @@ from controlplane.api.agentic import (
 )
 from controlplane.api.base import ResourceKey
 from controlplane.graph.request import Request
+from controlplane.graph.routing import path_matches, value_matches
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 ANY_SOURCE = "*"
@@ -126,8 +126,8 @@ def _l7_matches(auth: Authorization, request: Request) -> bool:
         not auth.methods or request.http_method in auth.methods,
         not auth.ports or request.port in auth.ports,
         not auth.hosts or any(_host_matches(h, request.host) for h in auth.hosts),
-        not auth.paths or any(_path_matches(p.type, p.value, request.path) for p in auth.paths),
-        all(_header_matches(h.type, headers.get(h.name.lower()), h.value) for h in (auth.headers or [])),
+        not auth.paths or any(path_matches(p.type, p.value, request.path.split("?", 1)[0]) for p in auth.paths),
+        all(value_matches(h.type, h.value, headers.get(h.name.lower())) for h in (auth.headers or [])),
     )
     return all(checks)
 
@@ -139,23 +139,7 @@ def _host_matches(pattern: str, host: str) -> bool:
     return host == pattern
 
 
-def _path_matches(kind: str, value: str, path: str) -> bool:
-    path = path.split("?", 1)[0]
-    if kind == "Exact":
-        return path == value
-    if kind == "RegularExpression":
-        return re.fullmatch(value, path) is not None
-    prefix = value.rstrip("/")
-    return path == prefix or path.startswith(prefix + "/") or prefix == ""
-
-
-def _header_matches(kind: str, actual: str | None, expected: str) -> bool:
-    if actual is None:
-        return False
-    return actual == expected if kind == "Exact" else re.fullmatch(expected, actual) is not None
-
-
 def _cel_request(request: Request) -> dict:
     return cel.request_attributes(path=request.path, method=request.http_method, host=request.host,
                                   headers=request.headers, tool_name=request.tool,
-                                  now=datetime.now(timezone.utc))
+                                  now=datetime.now(UTC))

@@ -15,9 +15,9 @@ from tests.conftest import MANIFESTS, upstream_dir
 
 def _documents(path: Path):
     """(index, expectation comment, document) for each YAML document of a file."""
-    chunks = re.split(r"^---\s*$", path.read_text(), flags=re.M)
+    chunks = re.split(r"^---\s*$", path.read_text(), flags=re.MULTILINE)
     for index, chunk in enumerate(chunks):
-        expect = re.search(r"^# expect: (.+?) \| (.+)$", chunk, flags=re.M)
+        expect = re.search(r"^# expect: (.+?) \| (.+)$", chunk, flags=re.MULTILINE)
         yield index, (expect.groups() if expect else None), yaml.safe_load(chunk)
 
 
