@@ -1,0 +1,149 @@
+"""The HTTP admin server: health, readiness, metrics and xDS debug views.
+
+``/readyz`` answers 200 only once the readiness callable says a first complete config
+exists, so a load balancer or a rollout never sends proxies to a replica that would
+hold them waiting. The debug views read the xDS server's live stream state and the
+snapshot cache; config_dump parses bodies back to JSON only on demand, and redacts
+private keys and other secrets before anything leaves the process.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from controlplane.admin.redact import redact
+from controlplane.xds.resources import message_class
+from controlplane.xds.server import XdsServer
+
+_JSON_DUMPS = functools.partial(json.dumps, indent=2, sort_keys=True)
+
+
+class AdminServer:
+    """aiohttp app with /healthz /readyz /metrics /debug/syncz /debug/config_dump.
+
+    ``app`` is exposed so other parts of the control plane can add routes before ``start``.
+    """
+
+    def __init__(self, *, xds: XdsServer, ready: Callable[[], bool]) -> None:
+        self.xds = xds
+        self._ready = ready
+        self.app = web.Application()
+        self.app.router.add_get("/healthz", self.healthz)
+        self.app.router.add_get("/readyz", self.readyz)
+        self.app.router.add_get("/metrics", self.metrics)
+        self.app.router.add_get("/debug/syncz", self.syncz)
+        self.app.router.add_get("/debug/config_dump", self.config_dump)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Serve on host:port (0 picks a free port); returns the bound port."""
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self._ready():
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="no complete configuration yet\n")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.xds.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def syncz(self, request: web.Request) -> web.Response:
+        """Per connected proxy and type: versions sent and ACKed, status, NACK error (Istio syncz)."""
+        proxies = []
+        for conn in self.xds.connections():
+            proxies.append(
+                {
+                    "proxy": conn.node_id,
+                    "node_key": conn.node_key,
+                    "stream_id": conn.stream_id,
+                    "peer": conn.peer,
+                    "identity": conn.peer_identity,
+                    "connected_since": conn.connected_since,
+                    "types": [
+                        {
+                            "type_url": t.type_url,
+                            "status": t.status,
+                            "version_sent": t.version_sent,
+                            "version_acked": t.version_acked,
+                            "nonce_sent": t.nonce_sent,
+                            "wildcard": t.wildcard,
+                            "subscribed": list(t.subscribed),
+                            "error": t.last_nack_error if t.status == "ERROR" else None,
+                            "last_nack_error": t.last_nack_error,
+                        }
+                        for t in conn.types
+                    ],
+                }
+            )
+        return web.json_response({"proxies": proxies}, dumps=_JSON_DUMPS)
+
+    async def config_dump(self, request: web.Request) -> web.Response:
+        """The snapshot a proxy gets, as JSON; ``proxy`` is a connected node id or a node key."""
+        proxy = request.query.get("proxy", "")
+        node_key = self._node_key(proxy)
+        snapshot = self.xds.cache.get(node_key) if node_key is not None else None
+        if snapshot is None:
+            raise web.HTTPNotFound(text=f"unknown proxy {proxy!r}\n")
+        configs = []
+        for type_url in snapshot.type_urls:
+            resources = snapshot.resources(type_url)
+            configs.append(
+                {
+                    "type_url": type_url,
+                    "version_info": snapshot.version(type_url),
+                    "resources": [_dump_resource(resources[name]) for name in sorted(resources)],
+                }
+            )
+        return web.json_response(
+            {"proxy": proxy, "node_key": node_key, "configs": configs}, dumps=_JSON_DUMPS
+        )
+
+    def _node_key(self, proxy: str) -> str | None:
+        for conn in self.xds.connections():
+            if conn.node_id == proxy:
+                return conn.node_key
+        return proxy if self.xds.cache.is_ready(proxy) else None
+
+
+def _dump_resource(resource: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": resource.name, "version": resource.version}
+    try:
+        entry["resource"] = redact(_to_dict(resource.type_url, resource.body))
+    except (TypeError, ValueError, KeyError, IndexError) as exc:  # one bad body must not fail the view
+        entry["error"] = f"cannot decode: {exc}"
+    return entry
+
+
+def _to_dict(type_url: str, body: bytes, attempts: int = 32) -> dict[str, Any]:
+    """Parse a body back and render it; nested ``Any`` types are imported on first sight."""
+    message = message_class(type_url).parse(body)
+    for _ in range(attempts):
+        try:
+            return message.to_dict()
+        except TypeError as exc:
+            missing = str(exc).rpartition("unregistered type: ")[2]
+            if not missing or missing == str(exc):
+                raise
+            message_class(missing)  # imports the module that registers it, or raises
+    raise TypeError(f"too many nested unregistered types in {type_url}")

@@ -1,0 +1,173 @@
+"""The gRPC Aggregated Discovery Service (state of the world) on grpc.aio.
+
+Requests are parsed with envoy-data-plane's betterproto2 classes (they are small);
+responses leave as bytes built from the cache's pre-encoded resources, through a
+generic handler whose serializer passes bytes through. Every stream is authorized
+before any work: ``authorize(peer_identity, node)`` maps the verified client identity
+(mTLS URI SAN, or None on plaintext) and the client-asserted Node to the node key of
+the snapshot it may read, or raises PermissionError.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest
+
+from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.metrics import XdsMetrics
+from controlplane.xds.peer import peer_identity
+from controlplane.xds.stream import AdsStream, ConnectionInfo, ProtocolViolation
+
+log = logging.getLogger(__name__)
+
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+Authorize = Callable[[str | None, Any], "str | Awaitable[str]"]
+
+
+def trust_node_id(peer_identity: str | None, node: Any) -> str:
+    """An ``authorize`` keying snapshots on the client-asserted node id.
+
+    For tests and plaintext demos only: it trusts whatever the client claims.
+    """
+    return node.id
+
+
+def _passthrough(data: bytes) -> bytes:
+    return data
+
+
+class XdsServer:
+    """ADS over grpc.aio, serving snapshots from a ``SnapshotCache``."""
+
+    def __init__(
+        self,
+        *,
+        cache: SnapshotCache,
+        authorize: Authorize,
+        metrics: XdsMetrics | None = None,
+        control_plane_id: str | None = None,
+    ) -> None:
+        self.cache = cache
+        self.metrics = metrics if metrics is not None else XdsMetrics()
+        self._authorize = authorize
+        self._control_plane_id = (
+            control_plane_id or f"agentic-cp/{socket.gethostname()}/{cache.version_prefix}"
+        )
+        self._streams: dict[int, AdsStream] = {}
+        self._stream_ids = itertools.count(1)
+        self._server: grpc.aio.Server | None = None
+        self.port: int | None = None
+
+    @property
+    def registry(self):
+        """The Prometheus registry holding this server's metrics."""
+        return self.metrics.registry
+
+    def connections(self) -> list[ConnectionInfo]:
+        """A consistent copy of every open stream's state, for debug endpoints."""
+        return [stream.info() for stream in self._streams.values()]
+
+    async def start(self, address: str, server_credentials: grpc.ServerCredentials | None = None) -> int:
+        """Listen on ``host:port`` (port 0 picks one) and return the bound port."""
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers([self._handlers()])
+        if server_credentials is None:
+            self.port = server.add_insecure_port(address)
+        else:
+            self.port = server.add_secure_port(address, server_credentials)
+        await server.start()
+        self._server = server
+        log.info("xDS server listening on %s (port %s)", address, self.port)
+        return self.port
+
+    async def stop(self, grace: float | None = 1.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    def _handlers(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            ADS_SERVICE,
+            {
+                "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                    self._stream_aggregated,
+                    request_deserializer=DiscoveryRequest.parse,
+                    response_serializer=_passthrough,
+                ),
+                "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                    self._delta_aggregated,
+                    request_deserializer=_passthrough,
+                    response_serializer=_passthrough,
+                ),
+            },
+        )
+
+    async def _delta_aggregated(self, request_iterator: AsyncIterator[bytes], context: Any) -> None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "delta xDS is not served yet; use SotW ADS")
+
+    async def _stream_aggregated(self, request_iterator: AsyncIterator[Any], context: Any) -> None:
+        requests = aiter(request_iterator)
+        try:
+            first = await anext(requests)
+        except StopAsyncIteration:
+            return
+        stream = await self._admit(first, context)
+        self._streams[stream.stream_id] = stream
+        self.metrics.connected_proxies.inc()
+        log.info(
+            "stream %d open: node %s key %s peer %s",
+            stream.stream_id,
+            stream.node_id,
+            stream.node_key,
+            stream.peer,
+        )
+        try:
+            await stream.run(first, requests)
+        except ProtocolViolation as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        finally:
+            del self._streams[stream.stream_id]
+            self.metrics.connected_proxies.dec()
+            log.info("stream %d closed: node %s", stream.stream_id, stream.node_id)
+
+    async def _admit(self, first: Any, context: Any) -> AdsStream:
+        """Validate the first request and authorize the client, or abort the RPC."""
+        node = first.node
+        if node is None or not node.id:  # R3
+            await self._reject(context, grpc.StatusCode.INVALID_ARGUMENT, "missing node information", "node")
+        if not first.type_url:  # R2
+            await self._reject(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "type URL is required for ADS", "type"
+            )
+        identity = peer_identity(context.auth_context())
+        try:
+            node_key = self._authorize(identity, node)
+            if inspect.isawaitable(node_key):
+                node_key = await node_key
+        except PermissionError as exc:
+            log.warning("refused node %s (identity %s): %s", node.id, identity, exc)
+            await self._reject(
+                context, grpc.StatusCode.PERMISSION_DENIED, str(exc) or "not authorized", "auth"
+            )
+        return AdsStream(
+            stream_id=next(self._stream_ids),
+            node_id=node.id,
+            node_key=node_key,
+            peer=context.peer(),
+            peer_identity=identity,
+            cache=self.cache,
+            metrics=self.metrics,
+            write=context.write,
+            control_plane_id=self._control_plane_id,
+        )
+
+    async def _reject(self, context: Any, code: grpc.StatusCode, message: str, reason: str) -> None:
+        self.metrics.rejected_streams.labels(reason).inc()
+        await context.abort(code, message)

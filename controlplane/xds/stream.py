@@ -1,0 +1,220 @@
+"""One ADS stream: requests and snapshot changes in, ordered DiscoveryResponses out.
+
+The stream owns a ``TypeState`` per type URL (protocol.py) and a single inbox, so
+requests and snapshot notifications are handled one at a time in arrival order and the
+protocol state needs no locks. Responses are encoded from the cached ``Any`` bytes of
+each resource; nothing is serialized through betterproto2 here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.metrics import XdsMetrics
+from controlplane.xds.protocol import Request, RequestKind, Response, TypeState, plan_pushes, push_order
+from controlplane.xds.resources import short_name
+from controlplane.xds.wire import encode_discovery_response
+
+log = logging.getLogger(__name__)
+
+_SNAPSHOT = object()  # inbox marker: the node key's snapshot changed
+_END = object()  # inbox marker: the client closed its side
+
+
+class ProtocolViolation(Exception):
+    """A request the server refuses; the server ends the stream with INVALID_ARGUMENT."""
+
+
+@dataclass(frozen=True, slots=True)
+class TypeInfo:
+    """Debug view of one type on one stream."""
+
+    type_url: str
+    wildcard: bool
+    subscribed: tuple[str, ...]
+    version_sent: str
+    version_acked: str
+    nonce_sent: str
+    status: str
+    last_nack_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """Debug view of one connected stream (for /debug/syncz and friends)."""
+
+    stream_id: int
+    node_id: str
+    node_key: str
+    peer: str
+    peer_identity: str | None
+    connected_since: float  # wall-clock seconds since the epoch
+    types: tuple[TypeInfo, ...]
+
+
+def to_request(message: Any) -> Request:
+    """Reduce a betterproto2 DiscoveryRequest to the protocol's view of it."""
+    error = message.error_detail
+    error_message = None
+    if error is not None:
+        error_message = error.message or f"error code {error.code}"
+    return Request(
+        type_url=message.type_url,
+        resource_names=tuple(message.resource_names),
+        version_info=message.version_info,
+        response_nonce=message.response_nonce,
+        error_message=error_message,
+    )
+
+
+class AdsStream:
+    """Serves one client for the lifetime of its ADS stream."""
+
+    def __init__(
+        self,
+        *,
+        stream_id: int,
+        node_id: str,
+        node_key: str,
+        peer: str,
+        peer_identity: str | None,
+        cache: SnapshotCache,
+        metrics: XdsMetrics,
+        write: Callable[[bytes], Awaitable[None]],
+        control_plane_id: str = "",
+    ) -> None:
+        self.stream_id = stream_id
+        self.node_id, self.node_key = node_id, node_key
+        self.peer, self.peer_identity = peer, peer_identity
+        self.connected_since = time.time()
+        self.states: dict[str, TypeState] = {}
+        self._cache, self._metrics, self._write = cache, metrics, write
+        self._control_plane_id = control_plane_id
+        self._inbox: asyncio.Queue[object] = asyncio.Queue()
+        self._snapshot_queued = False
+        self._nonce = 0
+        # Unique across streams, replicas and restarts, so an old stream's nonce never matches (R6).
+        self._nonce_prefix = f"{cache.version_prefix}-{stream_id:x}-"
+
+    async def run(self, first: Any, requests: AsyncIterator[Any]) -> None:
+        """Handle ``first`` and every later request and snapshot change until the client leaves."""
+        reader = asyncio.create_task(self._read(requests))
+        unwatch = self._cache.watch(self.node_key, self._on_snapshot)
+        try:
+            await self._on_request(first)
+            while (item := await self._inbox.get()) is not _END:
+                if item is _SNAPSHOT:
+                    self._snapshot_queued = False
+                    await self._on_snapshot_change()
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    await self._on_request(item)
+        finally:
+            unwatch()
+            reader.cancel()
+
+    async def _read(self, requests: AsyncIterator[Any]) -> None:
+        try:
+            async for message in requests:
+                self._inbox.put_nowait(message)
+        except Exception as exc:  # noqa: BLE001 - re-raised by run(), which owns the stream
+            self._inbox.put_nowait(exc)
+        finally:
+            self._inbox.put_nowait(_END)
+
+    def _on_snapshot(self) -> None:
+        if not self._snapshot_queued:  # coalesce bursts of snapshot updates into one push
+            self._snapshot_queued = True
+            self._inbox.put_nowait(_SNAPSHOT)
+
+    async def _on_request(self, message: Any) -> None:
+        request = to_request(message)
+        if not request.type_url:
+            raise ProtocolViolation("type_url is required on ADS")  # R2
+        state = self.states.get(request.type_url)
+        if state is None:
+            state = self.states[request.type_url] = TypeState(request.type_url)
+        kind = state.on_request(request)
+        self._account(state, kind, request)
+        if kind is RequestKind.STALE:
+            return  # R9: no response; the subscription change was kept for the next push
+        snapshot = self._cache.get(self.node_key)
+        if snapshot is not None:  # R32: not served before the first snapshot exists
+            # convergence of a request-driven push counts from the request, not the old snapshot
+            await self._send(plan_pushes(self.states, snapshot, [request.type_url]), time.monotonic())
+
+    async def _on_snapshot_change(self) -> None:
+        snapshot = self._cache.get(self.node_key)
+        if snapshot is not None:
+            await self._send(
+                plan_pushes(self.states, snapshot, self.states), self._cache.set_at(self.node_key)
+            )
+
+    def _account(self, state: TypeState, kind: RequestKind, request: Request) -> None:
+        label = short_name(state.type_url)
+        if kind is RequestKind.STALE:
+            self._metrics.stale_nonces.labels(label).inc()
+        elif kind is RequestKind.NACK:
+            self._metrics.nacks.labels(label).inc()
+            log.warning(
+                "NACK from %s (%s) for %s version %s: %s",
+                self.node_id,
+                self.peer,
+                label,
+                state.version_sent,
+                request.error_message,
+            )
+        elif kind is RequestKind.ACK and state.sent_stamp is not None:
+            self._metrics.convergence_time.labels(label).observe(time.monotonic() - state.sent_stamp)
+            state.sent_stamp = None
+
+    async def _send(self, responses: list[Response], stamp: float | None) -> None:
+        for response in responses:
+            started = time.perf_counter()
+            self._nonce += 1
+            nonce = f"{self._nonce_prefix}{self._nonce:x}"
+            self.states[response.type_url].record_sent(response, nonce, stamp)  # R13: before writing
+            body = encode_discovery_response(
+                version_info=response.version_info,
+                resources=[r.any_bytes for r in response.resources],
+                type_url=response.type_url,
+                nonce=nonce,
+                control_plane_id=self._control_plane_id,
+            )
+            await self._write(body)
+            label = short_name(response.type_url)
+            self._metrics.pushes.labels(label).inc()
+            self._metrics.config_size.labels(label).observe(len(body))
+            self._metrics.push_time.labels(label).observe(time.perf_counter() - started)
+
+    def info(self) -> ConnectionInfo:
+        types = tuple(_type_info(self.states[t]) for t in push_order(self.states))
+        return ConnectionInfo(
+            self.stream_id,
+            self.node_id,
+            self.node_key,
+            self.peer,
+            self.peer_identity,
+            self.connected_since,
+            types,
+        )
+
+
+def _type_info(state: TypeState) -> TypeInfo:
+    return TypeInfo(
+        type_url=state.type_url,
+        wildcard=state.subscription.wildcard,
+        subscribed=tuple(sorted(state.subscription.names)),
+        version_sent=state.version_sent,
+        version_acked=state.version_acked,
+        nonce_sent=state.nonce_sent,
+        status=state.status.value,
+        last_nack_error=state.last_nack_error,
+    )
