@@ -151,15 +151,55 @@ def run_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- serve ------------------------------------------------------------------------------------------------
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from controlplane.controller import ControlPlane, Settings
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.config:
+        source = DirectorySource(*_existing(args.config))
+    else:
+        source = _kubernetes_source(args)
+    settings = Settings(state_dir=Path(args.state_dir), trust_domain=_trust_domain(args.state_dir, args.trust_domain),
+                        xds_address=args.xds_address, admin_address=args.admin_address)
+    control_plane = ControlPlane(source=source, settings=settings)
+    try:
+        asyncio.run(control_plane.run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _kubernetes_source(args: argparse.Namespace):
+    from controlplane.sources.kubernetes import KubernetesSource
+
+    if args.in_cluster:
+        return KubernetesSource(in_cluster=True)
+    return KubernetesSource(kubeconfig=args.kubeconfig, context=args.context)
+
+
 # --- identity and bootstrap ------------------------------------------------------------------------------
 
 
-def _ca(state_dir: str, trust_domain: str | None):
-    from controlplane.identity.ca import TRUST_DOMAIN_FILE, CaStateError, CertificateAuthority
+def _trust_domain(state_dir: str, given: str | None) -> str:
+    """The one given, else the one the state dir's CA was made for, else the default."""
+    from controlplane.identity.ca import TRUST_DOMAIN_FILE
 
     stored = Path(state_dir) / "ca" / TRUST_DOMAIN_FILE
-    if trust_domain is None:
-        trust_domain = stored.read_text().strip() if stored.exists() else DEFAULT_TRUST_DOMAIN
+    if given is not None:
+        return given
+    return stored.read_text().strip() if stored.exists() else DEFAULT_TRUST_DOMAIN
+
+
+def _ca(state_dir: str, trust_domain: str | None):
+    from controlplane.identity.ca import CaStateError, CertificateAuthority
+
+    trust_domain = _trust_domain(state_dir, trust_domain)
     try:
         return CertificateAuthority.load_or_create(Path(state_dir), trust_domain=trust_domain)
     except CaStateError as err:
@@ -277,6 +317,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "dot"), default="json")
     p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
     p.set_defaults(run=run_graph)
+
+    p = sub.add_parser("serve", help="serve xDS to Envoy from a directory or a Kubernetes cluster")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", action="append", metavar="PATH")
+    where.add_argument("--kubeconfig", metavar="FILE")
+    where.add_argument("--in-cluster", action="store_true")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("--xds-address", default="127.0.0.1:15010", metavar="HOST:PORT")
+    p.add_argument("--admin-address", default="127.0.0.1:15014", metavar="HOST:PORT")
+    p.add_argument("--state-dir", required=True, help="keeps the CA and other state")
+    p.add_argument("--trust-domain", help=f"for a new state dir (default {DEFAULT_TRUST_DOMAIN})")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(run=run_serve)
 
     p = sub.add_parser("identity", help="workload identities from the control plane's CA")
     isub = p.add_subparsers(metavar="ACTION")

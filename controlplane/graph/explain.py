@@ -19,7 +19,7 @@ from controlplane.graph import fragments
 from controlplane.graph.admission import seniority
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.request import Request
-from controlplane.graph.routing import host_matches, match_precedence, request_matches, route_age
+from controlplane.graph.routing import host_matches, request_matches, route_order
 from controlplane.graph.rules import PolicyView
 
 ALLOW, DENY = "allow", "deny"
@@ -123,9 +123,7 @@ def _select_route(graph: AuthorizationGraph, listeners: list[str], request: Requ
             route = graph.graph.nodes[rid]
             for m_index, match in enumerate(route["matches"]):
                 if request_matches(match, path=request.path, method=request.http_method, headers=request.headers):
-                    order = (match_precedence(match), route_age(route["created"]), route["route"], route["rule"],
-                             m_index)
-                    candidates.append((order, lid, rid))
+                    candidates.append((route_order(route, match, m_index), lid, rid))
     if not candidates:
         return None
     _, lid, rid = min(candidates, key=lambda c: c[0])

@@ -56,6 +56,11 @@ def match_precedence(match: RouteMatch) -> tuple:
     return (not exact, -prefix_len, match.method is None, -len(match.headers), -len(match.query_params))
 
 
+def route_order(route: dict, match: RouteMatch, match_index: int) -> tuple:
+    """The position of one match of one route rule (a route node's attributes) among all on a listener."""
+    return (match_precedence(match), route_age(route["created"]), route["route"], route["rule"], match_index)
+
+
 def route_age(created: datetime | None) -> datetime:
     if created is None:
         return _NO_TIMESTAMP

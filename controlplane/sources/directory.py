@@ -123,7 +123,7 @@ class DirectorySource:
             parsed = self._files[path]
             origin = str(path)
             problems[origin] = list(parsed.problems)
-            for index, obj in parsed.objects:
+            for index, obj in parsed.objects + self._last_good(origin, parsed.problems):
                 if obj.key in view:
                     problems[origin].append(Problem(origin, index, obj.key.kind, obj.key.namespace, obj.name,
                                                     "metadata.name",
@@ -133,3 +133,20 @@ class DirectorySource:
                 owner[obj.key] = (origin, index)
         self.origins = owner
         return view, problems
+
+    def _last_good(self, origin: str, problems: list[Problem]) -> list[tuple[int, Resource]]:
+        """Objects this file defined before its documents turned bad: they stay in force until fixed.
+
+        A broken document keeps its object's last good version (matched by kind, namespace and name);
+        a file that cannot be read at all keeps every object it had.
+        """
+        unreadable = any(p.kind == "" for p in problems)
+        broken = {(p.kind, p.namespace, p.name) for p in problems}
+        kept = []
+        for key, (where, index) in self.origins.items():
+            if where != origin or key not in self._view:
+                continue
+            if unreadable or (key.kind, key.namespace, key.name) in broken or \
+                    (key.kind, "", key.name) in broken:
+                kept.append((index, self._view[key]))
+        return kept

@@ -29,7 +29,7 @@ def test_initial_load_is_complete_and_synced(folder):
     assert {BACKEND, POLICY} <= {o.key for o in change.upserts}
 
 
-def test_a_bad_document_is_reported_and_the_rest_stays(folder):
+def test_a_bad_document_is_reported_and_its_last_good_version_stays(folder):
     source = DirectorySource(folder)
     source.load()
     path = folder / "20-mcp-server.yaml"
@@ -38,10 +38,25 @@ def test_a_bad_document_is_reported_and_the_rest_stays(folder):
     problems = change.problems[str(path)]
     assert [(p.doc_index, p.kind, p.name, p.field) for p in problems] == [(2, "XBackend", "everything-mcp",
                                                                             "spec.mcp.port")]
-    assert change.deletes == [BACKEND]  # the broken object is out of force; the file's other objects stay
-    assert ResourceKey("Service", "quickstart", "everything") in source._view
-    fixed = source.reload([path.write_text(path.read_text().replace("99999", "3001")) and path])
+    assert not change.deletes and not change.upserts  # the last good version stays in force
+    assert source._view[BACKEND].spec.mcp.port == 3001
+    path.write_text(path.read_text().replace("99999", "3002"))
+    fixed = source.reload([path])
     assert fixed.problems[str(path)] == [] and [o.key for o in fixed.upserts] == [BACKEND]
+    assert source._view[BACKEND].spec.mcp.port == 3002
+
+
+def test_an_unreadable_file_keeps_all_its_objects_until_fixed(folder):
+    source = DirectorySource(folder)
+    source.load()
+    path = folder / "30-policies.yaml"
+    good = path.read_text()
+    path.write_text(good + "\n  bad: [indent\n")
+    change = source.reload([path])
+    assert change.problems[str(path)][0].message.startswith("cannot read")
+    assert not change.deletes and POLICY in source._view
+    path.write_text(good.replace('params: ["get-sum"]', 'params: ["echo"]'))
+    assert POLICY in [o.key for o in source.reload([path]).upserts]
 
 
 def test_unparseable_yaml_and_duplicates(folder):

@@ -1,0 +1,180 @@
+"""The running control plane: source -> graph -> translate -> snapshot cache -> xDS streams.
+
+Data flows one way. A change set from the source updates the graph; when the source has delivered
+its first complete state, every managed Gateway's config is built and published, and after that on
+every change that touched something. Nothing is published before the first complete state, so a
+starting control plane never hands Envoy a partial world. A Gateway whose translation fails keeps
+its last published config, and the failure is logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from controlplane.api.base import Problem, ResourceKey
+from controlplane.api.gateway import OUR_CONTROLLER
+from controlplane.graph.model import AuthorizationGraph
+from controlplane.identity import sds, xds_auth
+from controlplane.identity.ca import CertificateAuthority
+from controlplane.identity.rotation import CertificateManager
+from controlplane.sources.base import ChangeSet, Source
+from controlplane.translate.gateway import Resource, gateway_resources
+from controlplane.translate.serialize import SerializingCache
+from controlplane.xds import resources as types
+from controlplane.xds.cache import Snapshot, SnapshotCache
+from controlplane.xds.resources import XdsResource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Settings:
+    state_dir: Path
+    trust_domain: str
+    xds_address: str
+    admin_address: str
+    controller_names: tuple[str, ...] = (OUR_CONTROLLER,)
+    certificate_ttl_hours: float = 24.0
+    extra_server_hosts: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Publisher:
+    """Builds every managed Gateway's snapshot from the graph and sets it in the cache."""
+
+    def __init__(self, *, graph: AuthorizationGraph, cache: SnapshotCache, certificates: CertificateManager,
+                 registry=None):
+        self.graph = graph
+        self.cache = cache
+        self.certificates = certificates
+        self.serializer = SerializingCache()
+        self.published: dict[str, ResourceKey] = {}
+        self.ready = False
+        self.problems: dict[str, list[Problem]] = {}
+        kwargs = {"registry": registry} if registry is not None else {}
+        self._build_seconds = Histogram("agentic_translate_seconds", "Time to build and serialize all snapshots",
+                                        **kwargs)
+        self._failures = Counter("agentic_translate_failures_total", "Gateways whose translation failed", **kwargs)
+        self._gateways = Gauge("agentic_gateways", "Managed Gateways with a published config", **kwargs)
+
+    def publish(self) -> None:
+        started = time.perf_counter()
+        self.serializer.begin()
+        wanted: dict[str, ResourceKey] = {}
+        for gateway in self.graph.of_kind("Gateway"):
+            node = self.graph.node(f"gateway:{gateway.key.ref}")
+            if not node or not node.get("managed"):
+                continue
+            node_id = xds_auth.node_id_for_gateway(gateway.namespace, gateway.name)
+            wanted[node_id] = gateway.key
+            try:
+                snapshot = Snapshot(self._build(gateway.key))
+            except Exception:  # a bug in one gateway's translation must not stop the others
+                log.exception("translation of %s failed; it keeps its last config", gateway.key)
+                self._failures.inc()
+                continue
+            if self.cache.get(node_id) != snapshot:
+                self.cache.set_snapshot(node_id, snapshot)
+        self.serializer.end()
+        for node_id in set(self.published) - set(wanted):
+            self.cache.remove(node_id)
+        self.published = wanted
+        self.ready = True
+        self._gateways.set(len(wanted))
+        self._build_seconds.observe(time.perf_counter() - started)
+
+    def _build(self, gateway: ResourceKey) -> list[XdsResource]:
+        built = gateway_resources(self.graph, gateway, secrets=[])
+        resources = [self.serializer.get(r) for r in built]
+        if any(r.type_url == types.LISTENER and _has_tls(r) for r in built):
+            resources += self._secrets(gateway)
+        return resources
+
+    def _secrets(self, gateway: ResourceKey) -> list[XdsResource]:
+        spiffe_id = xds_auth.proxy_identity_for_gateway(self.graph.trust_domain, gateway.namespace, gateway.name)
+        identity = self.certificates.get(spiffe_id)
+        bundle = self.certificates.bundle_pem
+        secrets = (sds.tls_certificate_secret(sds.SERVER_CERT_SECRET, identity),
+                   sds.validation_context_secret(sds.TRUST_BUNDLE_SECRET, bundle))
+        return [self.serializer.get(Resource(types.SECRET, s.name, s.to_dict())) for s in secrets]
+
+
+def _has_tls(resource: Resource) -> bool:
+    return any("transportSocket" in chain for chain in resource.payload.get("filterChains", []))
+
+
+class ControlPlane:
+    """One process: reads a source, keeps the graph, serves xDS and the admin endpoints."""
+
+    def __init__(self, *, source: Source, settings: Settings):
+        self.source = source
+        self.settings = settings
+        self.graph = AuthorizationGraph(trust_domain=settings.trust_domain,
+                                        controller_names=settings.controller_names)
+        self.cache = SnapshotCache()
+        self.ca = CertificateAuthority.load_or_create(settings.state_dir, trust_domain=settings.trust_domain)
+        self.certificates = CertificateManager(self.ca, ttl=_hours(settings.certificate_ttl_hours))
+        self.xds = None
+        self.admin = None
+        self.publisher = None
+        self.problems: dict[str, list[Problem]] = {}
+        self.applied = asyncio.Event()
+
+    async def start(self) -> None:
+        from controlplane.admin.server import AdminServer
+        from controlplane.xds.server import XdsServer
+
+        host, _, _ = self.settings.xds_address.rpartition(":")
+        self.xds = XdsServer(cache=self.cache, authorize=xds_auth.authorize_by_spiffe_id(self.settings.trust_domain))
+        self.publisher = Publisher(graph=self.graph, cache=self.cache, certificates=self.certificates,
+                                   registry=self.xds.registry)
+        server_identity = xds_auth.issue_server_identity(
+            self.ca, hosts=[h for h in (host, *self.settings.extra_server_hosts) if h not in ("", "0.0.0.0")])
+        credentials = xds_auth.server_credentials(self.ca, server_identity=server_identity)
+        await self.xds.start(self.settings.xds_address, credentials)
+        self.admin = AdminServer(xds=self.xds, ready=lambda: self.publisher.ready)
+        admin_host, _, admin_port = self.settings.admin_address.rpartition(":")
+        await self.admin.start(admin_host or "127.0.0.1", int(admin_port))
+
+    async def run(self) -> None:
+        """Start, then apply the source's changes until cancelled."""
+        await self.start()
+        renewals = asyncio.create_task(self.certificates.run(lambda ids: self.publisher.publish(), interval=30.0))
+        try:
+            synced = False
+            async for change in self.source.changes():
+                synced = synced or change.synced
+                self.apply(change, publish=synced)
+        finally:
+            renewals.cancel()
+            await self.stop()
+
+    def apply(self, change: ChangeSet, *, publish: bool) -> None:
+        for origin, problems in change.problems.items():
+            for problem in problems:
+                log.warning("invalid resource (kept out, last good version stays): %s", problem)
+            if problems:
+                self.problems[origin] = problems
+            else:
+                self.problems.pop(origin, None)
+        dirty = self.graph.apply(change)
+        if publish and (dirty or not self.publisher.ready or change.synced):
+            self.publisher.publish()
+        self.applied.set()
+
+    async def stop(self) -> None:
+        if self.admin is not None:
+            await self.admin.stop()
+        if self.xds is not None:
+            await self.xds.stop()
+
+
+def _hours(value: float):
+    from datetime import timedelta
+
+    return timedelta(hours=value)

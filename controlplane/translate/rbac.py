@@ -1,0 +1,159 @@
+"""XAccessPolicy rules -> Envoy RBAC (proto3 JSON), the same semantics `explain` evaluates (graph/rules.py).
+
+All accepted Allow policies of one target merge into one ALLOW RBAC (so they are OR-ed), one Envoy
+policy per rule, named `<namespace>/<policy>#<rule>`, as upstream does but without upstream's clash
+between same-named rules of different policies. The caller is the peer certificate's URI SAN
+(`authenticated.principal_name`); MCP matchers read the MCP filter's dynamic metadata. The same rules
+are installed as shadow rules so that the access log can name the rule that allowed a request.
+"""
+
+from __future__ import annotations
+
+import re
+
+from controlplane.api.agentic import (
+    MCP_CATEGORIES,
+    Action,
+    Authorization,
+    AuthorizationType,
+    BaseProtocolOption,
+    MCPMethod,
+)
+from controlplane.graph.request import BASE_EXACT_METHODS, BASE_PREFIX_METHODS
+from controlplane.graph.rules import ANY_SOURCE, NO_SOURCE, PolicyView, ResolvedRule
+
+MCP_METADATA = "envoy.filters.http.mcp"
+RBAC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+RBAC_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
+ANY = {"any": True}
+
+
+def level_rbac(views: list[PolicyView], *, stat_prefix: str) -> dict | None:
+    """RBACPerRoute for one target's effective Allow policies; None where no Allow policy attaches."""
+    rules = [rule for view in views if view.action is Action.ALLOW for rule in view.rules]
+    if not rules:
+        return None
+    policies = {rule.ref: rule_policy(rule) for rule in rules}
+    rbac = {"rules": {"action": "ALLOW", "policies": policies},
+            "shadowRules": {"action": "ALLOW", "policies": policies},
+            "shadowRulesStatPrefix": stat_prefix}
+    return {"@type": RBAC_PER_ROUTE_TYPE, "rbac": rbac}
+
+
+def rule_policy(rule: ResolvedRule) -> dict:
+    policy = {"permissions": [permission(rule.authorization)], "principals": [principal(rule.principal)]}
+    auth = rule.authorization
+    if auth is not None and auth.type is AuthorizationType.CEL:
+        from controlplane.translate.cel_expr import compile_condition
+
+        policy["condition"] = compile_condition(auth.cel.expression).to_dict()
+    return policy
+
+
+def principal(value: str) -> dict:
+    if value == ANY_SOURCE:
+        return ANY
+    if value == NO_SOURCE:
+        return {"notId": ANY}
+    return {"authenticated": {"principalName": {"exact": value}}}
+
+
+def permission(auth: Authorization | None) -> dict:
+    if auth is None:
+        return ANY
+    parts = [p for p in _l7_permissions(auth)]
+    if auth.type is AuthorizationType.CEL:
+        parts.append(_mcp_method_is("tools/call"))
+    else:
+        parts.append(_inline_mcp(auth))
+    parts = [p for p in parts if p != ANY]
+    if not parts:
+        return ANY
+    return parts[0] if len(parts) == 1 else {"andRules": {"rules": parts}}
+
+
+def _inline_mcp(auth: Authorization) -> dict:
+    mcp = auth.mcp
+    methods = (mcp.methods or []) if mcp else []
+    match_base = mcp is not None and mcp.base_protocol is BaseProtocolOption.MATCH
+    alternatives = [_method_permission(m) for m in methods]
+    if match_base:
+        alternatives += _base_protocol()
+    return _or(alternatives) if alternatives else ANY
+
+
+def _method_permission(method: MCPMethod) -> dict:
+    if method.name in MCP_CATEGORIES:
+        name = _metadata(["method"], {"prefix": method.name + "/"})
+    else:
+        name = _mcp_method_is(method.name)
+    if not method.params:
+        return name
+    tools = _or([_metadata(["params", "name"], {"exact": p}) for p in method.params])
+    return {"andRules": {"rules": [name, tools]}}
+
+
+def _base_protocol() -> list[dict]:
+    exact = [_mcp_method_is(m) for m in BASE_EXACT_METHODS]
+    prefix = [_metadata(["method"], {"prefix": p}) for p in BASE_PREFIX_METHODS]
+    stream = _header(":method", {"exact": "GET"})
+    close = {"andRules": {"rules": [_header(":method", {"exact": "DELETE"}),
+                                    {"header": {"name": "mcp-session-id", "presentMatch": True}}]}}
+    return exact + prefix + [stream, close]
+
+
+def _l7_permissions(auth: Authorization) -> list[dict]:
+    parts = []
+    if auth.methods:
+        parts.append(_or([_header(":method", {"exact": m}) for m in auth.methods]))
+    if auth.paths:
+        parts.append(_or([_path(p.type, p.value) for p in auth.paths]))
+    for header in auth.headers or []:
+        match = {"exact": header.value} if header.type == "Exact" else _regex(header.value)
+        parts.append(_header(header.name.lower(), match))
+    if auth.hosts:
+        parts.append(_or([_header(":authority", _regex(_host_pattern(h))) for h in auth.hosts]))
+    if auth.ports:
+        parts.append(_or([{"destinationPort": p} for p in auth.ports]))
+    return parts
+
+
+def _path(kind: str, value: str) -> dict:
+    if kind == "Exact":
+        return {"urlPath": {"path": {"exact": value}}}
+    if kind == "RegularExpression":
+        return {"urlPath": {"path": _regex(value)}}
+    prefix = value.rstrip("/")
+    if not prefix:
+        return ANY
+    return _or([{"urlPath": {"path": {"exact": prefix}}}, {"urlPath": {"path": {"prefix": prefix + "/"}}}])
+
+
+def _host_pattern(host: str) -> str:
+    if host.startswith("*."):
+        return r".+" + re.escape(host[1:]) + r"(:[0-9]+)?"
+    return re.escape(host) + r"(:[0-9]+)?"
+
+
+def _mcp_method_is(name: str) -> dict:
+    return _metadata(["method"], {"exact": name})
+
+
+def _metadata(path: list[str], string_match: dict) -> dict:
+    return {"sourcedMetadata": {"metadataMatcher": {"filter": MCP_METADATA, "path": [{"key": k} for k in path],
+                                                    "value": {"stringMatch": string_match}},
+                                "metadataSource": "DYNAMIC"}}
+
+
+def _header(name: str, string_match: dict) -> dict:
+    return {"header": {"name": name, "stringMatch": string_match}}
+
+
+def _regex(pattern: str) -> dict:
+    return {"safeRegex": {"regex": pattern}}
+
+
+def _or(rules: list[dict]) -> dict:
+    if any(r == ANY for r in rules):
+        return ANY
+    return rules[0] if len(rules) == 1 else {"orRules": {"rules": rules}}
