@@ -1,0 +1,100 @@
+"""Translation of Gateways to Envoy resources: golden files reviewed as diffs, and Envoy itself as oracle.
+
+Regenerate the golden files with `UPDATE_GOLDEN=1 make test-fast PYTEST_ARGS=tests/translate` and read
+the diff before committing it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from controlplane.api.base import ResourceKey
+from controlplane.api.registry import parse_object
+from controlplane.graph.model import AuthorizationGraph, build
+from controlplane.identity import sds
+from controlplane.identity.ca import CertificateAuthority
+from controlplane.sources.base import ChangeSet
+from controlplane.sources.directory import DirectorySource
+from controlplane.translate.gateway import Resource, gateway_resources
+from controlplane.translate.serialize import SerializingCache
+from controlplane.xds import resources as types
+from translate_static import envoy_validate, static_bootstrap, to_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden"
+QUICKSTART_GW = ResourceKey("Gateway", "quickstart", "agent-gateway")
+
+
+def quickstart_graph() -> AuthorizationGraph:
+    graph = AuthorizationGraph()
+    graph.apply(DirectorySource(ROOT / "examples" / "quickstart").load())
+    return graph
+
+
+def test_quickstart_matches_golden():
+    text = to_yaml(gateway_resources(quickstart_graph(), QUICKSTART_GW, secrets=[]))
+    golden = GOLDEN / "quickstart.yaml"
+    if os.environ.get("UPDATE_GOLDEN") == "1" or not golden.exists():
+        golden.write_text(text)
+    assert text == golden.read_text(), "translation changed: rerun with UPDATE_GOLDEN=1 and review the diff"
+
+
+def test_policy_lives_in_routes_never_in_listeners():
+    graph = quickstart_graph()
+    before = {(r.type_url, r.name): r.payload for r in gateway_resources(graph, QUICKSTART_GW, secrets=[])}
+    policy = next(o for o in graph.of_kind("XAccessPolicy") if o.name == "everything-tool-grants")
+    doc = policy.model_dump(by_alias=True, exclude_none=True, mode="json")
+    doc["spec"]["rules"][1]["authorization"]["mcp"]["methods"][0]["params"] = ["echo"]
+    graph.apply(ChangeSet(upserts=[parse_object(doc)]))
+    after = {(r.type_url, r.name): r.payload for r in gateway_resources(graph, QUICKSTART_GW, secrets=[])}
+    changed = sorted(key for key in before if before[key] != after[key])
+    assert changed == [(types.ROUTE, "route-10443")]
+
+
+def test_serializing_cache_reuses_unchanged_resources():
+    graph = quickstart_graph()
+    cache = SerializingCache()
+    cache.begin()
+    first = [cache.get(r) for r in gateway_resources(graph, QUICKSTART_GW, secrets=[])]
+    cache.end()
+    cache.begin()
+    second = [cache.get(r) for r in gateway_resources(graph, QUICKSTART_GW, secrets=[])]
+    cache.end()
+    assert [x.version for x in first] == [x.version for x in second]
+    assert all(a is b for a, b in zip(first, second)) and cache.misses == len(first)
+
+
+def _secrets() -> list[Resource]:
+    ca = CertificateAuthority.create(trust_domain="cluster.local")
+    ident = ca.issue("spiffe://cluster.local/ns/quickstart/sa/agent-gateway")
+    return [Resource(types.SECRET, sds.SERVER_CERT_SECRET, sds.tls_certificate_secret(sds.SERVER_CERT_SECRET, ident)),
+            Resource(types.SECRET, sds.TRUST_BUNDLE_SECRET,
+                     sds.validation_context_secret(sds.TRUST_BUNDLE_SECRET, ca.bundle_pem))]
+
+
+def _gateway_api_graph() -> tuple[AuthorizationGraph, ResourceKey]:
+    docs = list(yaml.safe_load_all((ROOT / "tests" / "manifests" / "valid" / "backends-and-gateway-api.yaml")
+                                   .read_text()))
+    docs.append({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+                 "metadata": {"name": "kube-agentic-networking"},
+                 "spec": {"controllerName": "sigs.k8s.io/kube-agentic-networking-controller"}})
+    docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "mcp-svc", "namespace": "team-a"},
+                 "spec": {"ports": [{"port": 3001}]}})
+    docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a", "labels": {"team": "a"}}})
+    policies = yaml.safe_load_all((ROOT / "tests" / "manifests" / "valid" / "policies-v1alpha1.yaml").read_text())
+    docs += [p for p in policies if p["metadata"]["name"] == "no-rules"]
+    return build(parse_object(d) for d in docs), ResourceKey("Gateway", "team-a", "gw")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["quickstart", "gateway-api"])
+def test_envoy_accepts_the_translation(tmp_path, scenario):
+    graph, key = (quickstart_graph(), QUICKSTART_GW) if scenario == "quickstart" else _gateway_api_graph()
+    resources = gateway_resources(graph, key, secrets=_secrets())
+    assert {r.type_url for r in resources} >= {types.LISTENER, types.ROUTE, types.CLUSTER}
+    result = envoy_validate(static_bootstrap(resources), tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
