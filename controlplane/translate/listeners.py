@@ -73,11 +73,20 @@ def http_connection_manager(*, port: int, stat_prefix: str) -> dict:
 
 
 def _jsonrpc_denial() -> dict:
+    """A denied JSON-RPC request gets a JSON-RPC error with its own id (a number stays a number).
+
+    Only requests that carry an id are rewritten: a denied GET, DELETE or notification keeps its plain
+    403, since answering a notification with a JSON-RPC reply would break the protocol.
+    """
     status_403 = {"statusCodeFilter": {"comparison": {
         "op": "EQ", "value": {"defaultValue": 403, "runtimeKey": "agentic.denied_status"}}}}
+    has_id = {"metadataFilter": {"matcher": {"filter": "envoy.filters.http.mcp", "path": [{"key": "id"}],
+                                             "value": {"presentMatch": True}},
+                                 "matchIfKeyNotFound": False}}
     body = {"jsonrpc": "2.0", "id": "%DYNAMIC_METADATA(envoy.filters.http.mcp:id)%",
             "error": {"code": 403, "message": DENIED_MESSAGE}}
-    return {"filter": status_403, "statusCode": 200, "bodyFormatOverride": {"jsonFormat": body}}
+    return {"filter": {"andFilter": {"filters": [status_403, has_id]}}, "statusCode": 200,
+            "bodyFormatOverride": {"jsonFormat": body}}
 
 
 def _downstream_tls() -> dict:

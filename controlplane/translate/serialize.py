@@ -4,6 +4,12 @@ betterproto2's serializer is slow (reference/envoy-facts.md: about 0.6 s for a 2
 resource is keyed by the hash of its canonical JSON: an unchanged resource, or the same resource in
 another Gateway's config, reuses the bytes (and the content-hash version) built the first time.
 Entries not used by the latest build are dropped, so the cache holds one world, not history.
+
+A RouteConfiguration, which carries the policies and grows with them, is not serialized whole: each
+Route and each virtual host's other fields are serialized (and cached) on their own and the parent's
+bytes are assembled from them. Protobuf's wire format allows it: a message is the concatenation of
+its fields, and a repeated field is the concatenation of its entries. So a one-policy edit serializes
+the one route that changed.
 """
 
 from __future__ import annotations
@@ -13,12 +19,20 @@ import json
 from typing import Any
 
 from controlplane.translate.gateway import Resource
+from controlplane.xds import resources as types
 from controlplane.xds.resources import XdsResource, message_class
+from controlplane.xds.wire import len_field
+
+VIRTUAL_HOSTS_FIELD = 2  # envoy.config.route.v3.RouteConfiguration.virtual_hosts
+ROUTES_FIELD = 3  # envoy.config.route.v3.VirtualHost.routes
+VIRTUAL_HOST_TYPE = "type.googleapis.com/envoy.config.route.v3.VirtualHost"
+ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.Route"
 
 
 class SerializingCache:
     def __init__(self) -> None:
         self._entries: dict[str, XdsResource] = {}
+        self._parts: dict[str, bytes] = {}
         self._used: set[str] = set()
         self.hits = 0
         self.misses = 0
@@ -29,6 +43,7 @@ class SerializingCache:
 
     def end(self) -> None:
         self._entries = {k: v for k, v in self._entries.items() if k in self._used}
+        self._parts = {k: v for k, v in self._parts.items() if k in self._used}
 
     def get(self, resource: Resource) -> XdsResource:
         if not isinstance(resource.payload, dict):
@@ -40,15 +55,39 @@ class SerializingCache:
             self.hits += 1
             return cached
         self.misses += 1
-        built = to_xds_resource(resource)
+        if resource.type_url == types.ROUTE:
+            built = XdsResource(resource.type_url, resource.name, self._route_configuration(resource.payload))
+        else:
+            built = to_xds_resource(resource)
         self._entries[key] = built
         return built
 
+    def _route_configuration(self, payload: dict) -> bytes:
+        rest = {k: v for k, v in payload.items() if k != "virtualHosts"}
+        vhosts = [self._virtual_host(vh) for vh in payload.get("virtualHosts", [])]
+        return self._part(types.ROUTE, rest) + b"".join(len_field(VIRTUAL_HOSTS_FIELD, vh) for vh in vhosts)
+
+    def _virtual_host(self, vhost: dict) -> bytes:
+        rest = {k: v for k, v in vhost.items() if k != "routes"}
+        routes = [self._part(ROUTE_TYPE, route) for route in vhost.get("routes", [])]
+        return self._part(VIRTUAL_HOST_TYPE, rest) + b"".join(len_field(ROUTES_FIELD, r) for r in routes)
+
+    def _part(self, type_url: str, payload: dict) -> bytes:
+        """The bytes of one sub-message, serialized once per distinct content."""
+        key = _fingerprint(Resource(type_url, "", payload))
+        self._used.add(key)
+        if key not in self._parts:
+            self._parts[key] = _serialize(type_url, payload)
+        return self._parts[key]
+
 
 def to_xds_resource(resource: Resource) -> XdsResource:
-    _register_types(resource.payload)
-    message = message_class(resource.type_url).from_dict(resource.payload)
-    return XdsResource(resource.type_url, resource.name, bytes(message))
+    return XdsResource(resource.type_url, resource.name, _serialize(resource.type_url, resource.payload))
+
+
+def _serialize(type_url: str, payload: dict) -> bytes:
+    _register_types(payload)
+    return bytes(message_class(type_url).from_dict(payload))
 
 
 def _fingerprint(resource: Resource) -> str:

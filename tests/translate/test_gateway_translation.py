@@ -98,3 +98,16 @@ def test_envoy_accepts_the_translation(tmp_path, scenario):
     assert {r.type_url for r in resources} >= {types.LISTENER, types.ROUTE, types.CLUSTER}
     result = envoy_validate(static_bootstrap(resources), tmp_path)
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+
+
+def test_route_configuration_assembled_from_parts_equals_whole_serialization():
+    from controlplane.translate.serialize import to_xds_resource
+    from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
+
+    graph, key = _gateway_api_graph()
+    for resources in (gateway_resources(quickstart_graph(), QUICKSTART_GW, secrets=[]),
+                      gateway_resources(graph, key, secrets=[])):
+        for resource in (r for r in resources if r.type_url == types.ROUTE):
+            assembled = SerializingCache().get(resource)
+            whole = to_xds_resource(resource)
+            assert RouteConfiguration.parse(assembled.body) == RouteConfiguration.parse(whole.body)
