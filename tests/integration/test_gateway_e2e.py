@@ -147,3 +147,14 @@ async def test_control_plane_restart_keeps_traffic_flowing_and_converges(mesh):
             await asyncio.sleep(0.2)
     assert stat(mesh, "listener_manager.listener_modified") == listeners_before
     assert stat(mesh, "listener_manager.lds.update_rejected") == 0
+
+
+def test_make_demo_runs_and_agrees_with_explain():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "controlplane.demo"], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Every call through Envoy matched" in result.stdout
+    assert "JSON-RPC error 403" in result.stdout and "The sum of 2 and 3 is 5." in result.stdout
