@@ -31,6 +31,10 @@ def stat(mesh: LocalMesh, name: str) -> int:
 def mesh(tmp_path):
     with LocalMesh(tmp_path) as running:
         yield running
+        # Every config the control plane sent during the test was ACKed by the running Envoy.
+        for proxy in running.admin_json("/debug/syncz")["proxies"]:
+            for state in proxy["types"]:
+                assert state["last_nack_error"] is None and state["status"] == "SYNCED", state
 
 
 async def test_each_agent_gets_exactly_its_tools(mesh):
@@ -158,3 +162,31 @@ def test_make_demo_runs_and_agrees_with_explain():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Every call through Envoy matched" in result.stdout
     assert "JSON-RPC error 403" in result.stdout and "The sum of 2 and 3 is 5." in result.stdout
+
+
+async def test_xds_serves_a_gateway_config_only_to_that_gateways_credentials(mesh):
+    import grpc
+    from envoy_data_plane.envoy.config.core.v3 import Node
+    from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest, DiscoveryResponse
+
+    from controlplane.identity.ca import CertificateAuthority
+    from controlplane.identity.xds_auth import channel_credentials
+
+    ca = CertificateAuthority.load_or_create(mesh.state, trust_domain="cluster.local")
+    request = DiscoveryRequest(node=Node(id="gateway~quickstart~agent-gateway"),
+                               type_url="type.googleapis.com/envoy.config.listener.v3.Listener")
+
+    async def first_response(identity_id: str):
+        credentials = channel_credentials(bundle_pem=ca.bundle_pem, identity=ca.issue(identity_id))
+        async with grpc.aio.secure_channel(f"127.0.0.1:{mesh.ports.xds}", credentials) as channel:
+            stream = channel.stream_stream(
+                "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+                request_serializer=bytes, response_deserializer=DiscoveryResponse.parse)()
+            await stream.write(request)
+            return await asyncio.wait_for(stream.read(), timeout=10)
+
+    served = await first_response("spiffe://cluster.local/ns/quickstart/sa/agent-gateway")
+    assert [r.type_url for r in served.resources] == [request.type_url]
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await first_response("spiffe://cluster.local/ns/quickstart/sa/math-agent")
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
