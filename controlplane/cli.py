@@ -161,13 +161,15 @@ def run_serve(args: argparse.Namespace) -> int:
     from controlplane.controller import ControlPlane, Settings
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.config:
-        source = DirectorySource(*_existing(args.config))
-    else:
-        source = _kubernetes_source(args)
     settings = Settings(state_dir=Path(args.state_dir), trust_domain=_trust_domain(args.state_dir, args.trust_domain),
                         xds_address=args.xds_address, admin_address=args.admin_address)
-    control_plane = ControlPlane(source=source, settings=settings)
+    if args.remote_cluster:
+        logging.getLogger("agentic-cp").warning("--remote-cluster is not supported yet; ignoring %s",
+                                                ", ".join(args.remote_cluster))
+    if args.config:
+        control_plane = ControlPlane(source=DirectorySource(*_existing(args.config)), settings=settings)
+    else:
+        control_plane = _in_kubernetes(args, settings)
     try:
         asyncio.run(control_plane.run())
     except KeyboardInterrupt:
@@ -175,12 +177,37 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kubernetes_source(args: argparse.Namespace):
-    from controlplane.sources.kubernetes import KubernetesSource
+def _in_kubernetes(args: argparse.Namespace, settings):
+    """A control plane fed by a cluster, writing statuses (and, unless told not to, gateway infrastructure)."""
+    import os
+    import socket
 
-    if args.in_cluster:
-        return KubernetesSource(in_cluster=True)
-    return KubernetesSource(kubeconfig=args.kubeconfig, context=args.context)
+    from controlplane.controller import ControlPlane
+    from controlplane.sources.cluster_sync import ClusterSync
+    from controlplane.sources.kubeapi import KubeApi
+    from controlplane.sources.kubernetes import KubernetesSource
+    from controlplane.sources.provisioner import GatewayProvisioner
+
+    def api() -> KubeApi:
+        if args.in_cluster:
+            return KubeApi.from_in_cluster()
+        return KubeApi.from_kubeconfig(path=args.kubeconfig, context=args.context)
+
+    control_plane = ControlPlane(source=KubernetesSource(api_client_factory=api), settings=settings)
+    writer_api = api()
+    namespace = args.namespace or os.environ.get("POD_NAMESPACE") or "agentic-system"
+    provisioner = None
+    if args.proxy_image:
+        xds_service = os.environ.get("AGENTIC_CP_XDS_SERVICE") or args.xds_service
+        provisioner = GatewayProvisioner(api=writer_api, proxy_image=args.proxy_image, xds_address=xds_service,
+                                         trust_domain=settings.trust_domain, namespace_of_control_plane=namespace,
+                                         issuer=control_plane.certificates)
+    sync = ClusterSync(api=writer_api, graph=control_plane.graph, published=control_plane.published_gateways,
+                       namespace=namespace, identity=os.environ.get("POD_NAME") or socket.gethostname(),
+                       provisioner=provisioner)
+    control_plane.after_publish.append(sync.mark_dirty)
+    control_plane.background.append(sync.run)
+    return control_plane
 
 
 # --- identity and bootstrap ------------------------------------------------------------------------------
@@ -329,6 +356,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", required=True, help="keeps the CA and other state")
     p.add_argument("--trust-domain", help=f"for a new state dir (default {DEFAULT_TRUST_DOMAIN})")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--namespace", help="the control plane's namespace (default: $POD_NAMESPACE, agentic-system)")
+    p.add_argument("--proxy-image", help="provision an Envoy Deployment per Gateway with this image")
+    p.add_argument("--xds-service", default="agentic-cp-xds.agentic-system.svc:15010", metavar="HOST:PORT",
+                   help="the xDS address provisioned gateways use ($AGENTIC_CP_XDS_SERVICE wins)")
+    p.add_argument("--remote-cluster", action="append", default=[], metavar="NAME=KUBECONFIG",
+                   help="(not supported yet) another cluster to watch")
     p.set_defaults(run=run_serve)
 
     p = sub.add_parser("identity", help="workload identities from the control plane's CA")

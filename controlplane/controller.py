@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +125,8 @@ class ControlPlane:
         self.publisher = None
         self.problems: dict[str, list[Problem]] = {}
         self.applied = asyncio.Event()
+        self.after_publish: list[Callable[[], None]] = []  # e.g. a cluster's status writer
+        self.background: list[Callable[[], Awaitable[None]]] = []  # run beside the source loop
 
     async def start(self) -> None:
         from controlplane.admin.server import AdminServer
@@ -144,15 +147,26 @@ class ControlPlane:
     async def run(self) -> None:
         """Start, then apply the source's changes until cancelled."""
         await self.start()
-        renewals = asyncio.create_task(self.certificates.run(lambda ids: self.publisher.publish(), interval=30.0))
+        tasks = [asyncio.create_task(self.certificates.run(lambda ids: self._publish(), interval=30.0))]
+        tasks += [asyncio.create_task(run()) for run in self.background]
         try:
             synced = False
             async for change in self.source.changes():
                 synced = synced or change.synced
                 self.apply(change, publish=synced)
         finally:
-            renewals.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self.stop()
+
+    def published_gateways(self) -> list[ResourceKey]:
+        return list(self.publisher.published.values()) if self.publisher else []
+
+    def _publish(self) -> None:
+        self.publisher.publish()
+        for hook in self.after_publish:
+            hook()
 
     def apply(self, change: ChangeSet, *, publish: bool) -> None:
         for origin, problems in change.problems.items():
@@ -164,7 +178,7 @@ class ControlPlane:
                 self.problems.pop(origin, None)
         dirty = self.graph.apply(change)
         if publish and (dirty or not self.publisher.ready or change.synced):
-            self.publisher.publish()
+            self._publish()
         self.applied.set()
 
     async def stop(self) -> None:

@@ -1,0 +1,78 @@
+"""`agentic-cp serve --kubeconfig` end to end against a server speaking the Kubernetes API: the quickstart's
+objects in the cluster become a published xDS config, and the elected replica writes upstream's statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from pathlib import Path
+
+import yaml
+
+from controlplane.cli import _in_kubernetes, _parser
+from controlplane.controller import Settings
+from controlplane.identity.xds_auth import node_id_for_gateway
+from controlplane.sources.kinds import GATEWAY, HTTPROUTE, XACCESSPOLICY
+
+from .fakeapi import FakeApiServer
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
+NODE = node_id_for_gateway("quickstart", "agent-gateway")
+
+
+def quickstart_objects() -> list[dict]:
+    return [doc for path in sorted(QUICKSTART.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())]
+
+
+async def wait_for(check, timeout: float = 20.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := check()):
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+    return result
+
+
+def condition(status: dict | None, type_: str) -> dict | None:
+    return next((c for c in (status or {}).get("conditions", []) if c["type"] == type_), None)
+
+
+async def test_serve_from_a_cluster_publishes_config_and_writes_statuses(tmp_path):
+    api = FakeApiServer()
+    await api.start()
+    for obj in quickstart_objects():
+        api.create(obj)
+    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+    args = _parser().parse_args(["serve", "--kubeconfig", str(kubeconfig), "--state-dir", str(tmp_path / "state"),
+                                 "--namespace", "agentic-system", "--xds-address", "127.0.0.1:0",
+                                 "--admin-address", "127.0.0.1:0"])
+    control_plane = _in_kubernetes(args, Settings(state_dir=tmp_path / "state", trust_domain="cluster.local",
+                                                  xds_address="127.0.0.1:0", admin_address="127.0.0.1:0"))
+    task = asyncio.create_task(control_plane.run())
+    try:
+        await wait_for(lambda: control_plane.cache.get(NODE) is not None)
+        policy = await wait_for(lambda: (api.get(XACCESSPOLICY, "quickstart", "everything-tool-grants") or {})
+                                .get("status"))
+        ancestor = policy["ancestors"][0]
+        assert ancestor["ancestorRef"]["kind"] == "XBackend"
+        assert ancestor["controllerName"] == "sigs.k8s.io/kube-agentic-networking-controller"
+        assert condition(ancestor, "Accepted")["status"] == "True"
+        gateway = await wait_for(lambda: (api.get(GATEWAY, "quickstart", "agent-gateway") or {}).get("status"))
+        assert condition(gateway, "Accepted")["status"] == "True"
+        await wait_for(lambda: condition(api.get(GATEWAY, "quickstart", "agent-gateway")["status"],
+                                         "Programmed")["status"] == "True")
+        assert gateway["listeners"][0]["attachedRoutes"] == 1
+        route = await wait_for(lambda: (api.get(HTTPROUTE, "quickstart", "everything-route") or {}).get("status"))
+        assert condition(route["parents"][0], "ResolvedRefs")["status"] == "True"
+
+        # A sixth Allow policy on the same XBackend is refused, and says so in its status.
+        base = api.get(XACCESSPOLICY, "quickstart", "everything-tool-grants")
+        for i in range(5):
+            extra = copy.deepcopy({k: base[k] for k in ("apiVersion", "kind", "spec")})
+            extra["metadata"] = {"name": f"extra-{i}", "namespace": "quickstart"}
+            api.create(extra)
+        refused = await wait_for(lambda: (api.get(XACCESSPOLICY, "quickstart", "extra-4") or {}).get("status"))
+        assert condition(refused["ancestors"][0], "Accepted")["reason"] == "LimitPerTargetExceeded"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await api.stop()
