@@ -66,6 +66,18 @@ def _unique(values: list, what: str) -> list:
     return values
 
 
+def _same_kind(refs: list) -> list:
+    if any(ref.kind != refs[0].kind for ref in refs):
+        raise ValueError("All targetRefs must have the same Kind")
+    return refs
+
+
+def _unique_rule_names(rules: list | None) -> list | None:
+    if rules is not None and len({r.name for r in rules}) != len(rules):
+        raise ValueError("AccessRule names must be unique")
+    return rules
+
+
 # --- references -----------------------------------------------------------------------------------------
 
 
@@ -229,17 +241,13 @@ class AccessPolicySpec(Model):
 
     @field_validator("target_refs")
     @classmethod
-    def _same_kind(cls, v: list[PolicyTargetRef]) -> list[PolicyTargetRef]:
-        if any(ref.kind != v[0].kind for ref in v):
-            raise ValueError("All targetRefs must have the same Kind")
-        return v
+    def _targets(cls, v: list[PolicyTargetRef]) -> list[PolicyTargetRef]:
+        return _same_kind(v)
 
     @field_validator("rules")
     @classmethod
     def _rule_names_unique(cls, v: list[AccessRule] | None) -> list[AccessRule] | None:
-        if v is not None and len({r.name for r in v}) != len(v):
-            raise ValueError("AccessRule names must be unique")
-        return v
+        return _unique_rule_names(v)
 
     @model_validator(mode="after")
     def _external_auth_for_action(self) -> AccessPolicySpec:
@@ -299,15 +307,12 @@ class V0AccessPolicySpec(Model):
         if any((ref.group, ref.kind) not in allowed for ref in v):
             raise ValueError("TargetRef must have group agentic.networking.x-k8s.io and kind XBackend, "
                              "or group gateway.networking.k8s.io and kind Gateway")
-        if any(ref.kind != v[0].kind for ref in v):
-            raise ValueError("All targetRefs must have the same Kind")
-        return v
+        return _same_kind(v)
 
     @field_validator("rules")
     @classmethod
     def _rules(cls, v: list[V0AccessRule]) -> list[V0AccessRule]:
-        if len({r.name for r in v}) != len(v):
-            raise ValueError("AccessRule names must be unique")
+        _unique_rule_names(v)
         if sum(1 for r in v if r.authorization and r.authorization.type == "ExternalAuth") > 1:
             raise ValueError("a maximum of one rule per policy can specify 'ExternalAuth'")
         return v
