@@ -166,45 +166,92 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.remote_cluster:
         logging.getLogger("agentic-cp").warning("--remote-cluster is not supported yet; ignoring %s",
                                                 ", ".join(args.remote_cluster))
-    if args.config:
-        control_plane = ControlPlane(source=DirectorySource(*_existing(args.config)), settings=settings)
-    else:
-        control_plane = _in_kubernetes(args, settings)
+
+    async def serve() -> None:
+        if args.config:
+            control_plane = ControlPlane(source=DirectorySource(*_existing(args.config)), settings=settings)
+        else:
+            control_plane = await _kubernetes_control_plane(args, settings)
+        await control_plane.run()
+
     try:
-        asyncio.run(control_plane.run())
+        asyncio.run(serve())
     except KeyboardInterrupt:
         pass
     return 0
 
 
-def _in_kubernetes(args: argparse.Namespace, settings):
-    """A control plane fed by a cluster, writing statuses (and, unless told not to, gateway infrastructure)."""
+def _kube_api(args: argparse.Namespace):
+    from controlplane.sources.kubeapi import KubeApi
+
+    if args.in_cluster:
+        return KubeApi.from_in_cluster()
+    return KubeApi.from_kubeconfig(path=args.kubeconfig, context=args.context)
+
+
+def _control_plane_account(args: argparse.Namespace) -> tuple[str, str]:
+    """The control plane's namespace and ServiceAccount: flags, else the pod's (downward API), else defaults."""
+    import os
+
+    from controlplane.identity.xds_auth import CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT
+
+    namespace = args.namespace or os.environ.get("POD_NAMESPACE") or CONTROL_PLANE_NAMESPACE
+    service_account = args.service_account or os.environ.get("POD_SERVICE_ACCOUNT") or CONTROL_PLANE_SERVICE_ACCOUNT
+    return namespace, service_account
+
+
+async def _kubernetes_control_plane(args: argparse.Namespace, settings):
+    """`serve --in-cluster/--kubeconfig`: first the CA, shared by all replicas through the Secret named
+    by --ca-secret (unless that is empty: then the state dir's), then the control plane around it."""
+    from controlplane.identity.ca import CaStateError
+    from controlplane.identity.ca_secret import load_or_create_from_secret
+
+    ca = None
+    if args.ca_secret:
+        namespace, _ = _control_plane_account(args)
+        api = _kube_api(args)
+        try:
+            ca = await load_or_create_from_secret(api, namespace=namespace, name=args.ca_secret,
+                                                  trust_domain=settings.trust_domain)
+        except CaStateError as err:
+            raise UsageError(str(err)) from None
+        finally:
+            await api.close()
+    return _in_kubernetes(args, settings, ca=ca)
+
+
+def _in_kubernetes(args: argparse.Namespace, settings, *, ca=None):
+    """A control plane fed by a cluster, writing statuses (and, unless told not to, gateway infrastructure).
+
+    ``ca``: the CA to issue from (see `_kubernetes_control_plane`); None keeps the state dir's own.
+    """
+    import dataclasses
     import os
     import socket
 
     from controlplane.controller import ControlPlane
     from controlplane.sources.cluster_sync import ClusterSync
-    from controlplane.sources.kubeapi import KubeApi
     from controlplane.sources.kubernetes import KubernetesSource
+    from controlplane.sources.leader import LeaderElector
     from controlplane.sources.provisioner import GatewayProvisioner
 
-    def api() -> KubeApi:
-        if args.in_cluster:
-            return KubeApi.from_in_cluster()
-        return KubeApi.from_kubeconfig(path=args.kubeconfig, context=args.context)
-
-    control_plane = ControlPlane(source=KubernetesSource(api_client_factory=api), settings=settings)
-    writer_api = api()
-    namespace = args.namespace or os.environ.get("POD_NAMESPACE") or "agentic-system"
+    namespace, service_account = _control_plane_account(args)
+    settings = dataclasses.replace(settings, namespace=namespace, service_account=service_account)
+    control_plane = ControlPlane(source=KubernetesSource(api_client_factory=lambda: _kube_api(args)),
+                                 settings=settings, ca=ca)
+    writer_api = _kube_api(args)
+    # One elector for the status writer and the provisioner: only the leader writes either.
+    elector = LeaderElector(api=writer_api, namespace=namespace,
+                            identity=os.environ.get("POD_NAME") or socket.gethostname())
     provisioner = None
     if args.proxy_image:
         xds_service = os.environ.get("AGENTIC_CP_XDS_SERVICE") or args.xds_service
         provisioner = GatewayProvisioner(api=writer_api, proxy_image=args.proxy_image, xds_address=xds_service,
                                          trust_domain=settings.trust_domain, namespace_of_control_plane=namespace,
-                                         issuer=control_plane.certificates)
+                                         control_plane_service_account=service_account,
+                                         issuer=control_plane.certificates, elector=elector)
     sync = ClusterSync(api=writer_api, graph=control_plane.graph, published=control_plane.published_gateways,
-                       namespace=namespace, identity=os.environ.get("POD_NAME") or socket.gethostname(),
-                       provisioner=provisioner)
+                       namespace=namespace, identity=elector.identity, provisioner=provisioner, elector=elector)
     control_plane.after_publish.append(sync.mark_dirty)
     control_plane.background.append(sync.run)
     return control_plane
@@ -357,6 +404,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-domain", help=f"for a new state dir (default {DEFAULT_TRUST_DOMAIN})")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--namespace", help="the control plane's namespace (default: $POD_NAMESPACE, agentic-system)")
+    p.add_argument("--service-account",
+                   help="the control plane's ServiceAccount, part of the SPIFFE ID the xDS server presents and "
+                        "provisioned proxies pin (default: $POD_SERVICE_ACCOUNT, agentic-cp)")
+    p.add_argument("--ca-secret", default="agentic-cp-ca", metavar="NAME",
+                   help="with --in-cluster/--kubeconfig: the Secret in --namespace holding the CA every replica "
+                        "shares, created if missing (default agentic-cp-ca; '' keeps the CA in --state-dir)")
     p.add_argument("--proxy-image", help="provision an Envoy Deployment per Gateway with this image")
     p.add_argument("--xds-service", default="agentic-cp-xds.agentic-system.svc:15010", metavar="HOST:PORT",
                    help="the xDS address provisioned gateways use ($AGENTIC_CP_XDS_SERVICE wins)")

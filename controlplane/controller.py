@@ -43,6 +43,10 @@ class Settings:
     controller_names: tuple[str, ...] = (OUR_CONTROLLER,)
     certificate_ttl_hours: float = 24.0
     extra_server_hosts: tuple[str, ...] = field(default_factory=tuple)
+    # Whose SPIFFE ID the xDS server presents: provisioned bootstraps pin the control plane's own
+    # namespace and ServiceAccount, so in a cluster these must be the pod's.
+    namespace: str = xds_auth.CONTROL_PLANE_NAMESPACE
+    service_account: str = xds_auth.CONTROL_PLANE_SERVICE_ACCOUNT
 
 
 class Publisher:
@@ -110,15 +114,23 @@ def _has_tls(resource: Resource) -> bool:
 
 
 class ControlPlane:
-    """One process: reads a source, keeps the graph, serves xDS and the admin endpoints."""
+    """One process: reads a source, keeps the graph, serves xDS and the admin endpoints.
 
-    def __init__(self, *, source: Source, settings: Settings):
+    ``ca`` is the CA to issue from; without one, the CA kept in ``settings.state_dir`` (created on first
+    start). Replicas pass a CA they share, e.g. from ``ca_secret.load_or_create_from_secret``.
+    """
+
+    def __init__(self, *, source: Source, settings: Settings, ca: CertificateAuthority | None = None):
         self.source = source
         self.settings = settings
         self.graph = AuthorizationGraph(trust_domain=settings.trust_domain,
                                         controller_names=settings.controller_names)
         self.cache = SnapshotCache()
-        self.ca = CertificateAuthority.load_or_create(settings.state_dir, trust_domain=settings.trust_domain)
+        if ca is None:
+            ca = CertificateAuthority.load_or_create(settings.state_dir, trust_domain=settings.trust_domain)
+        elif ca.trust_domain != settings.trust_domain:
+            raise ValueError(f"the CA is for trust domain {ca.trust_domain!r}, not {settings.trust_domain!r}")
+        self.ca = ca
         self.certificates = CertificateManager(self.ca, ttl=_hours(settings.certificate_ttl_hours))
         self.xds = None
         self.admin = None
@@ -137,7 +149,8 @@ class ControlPlane:
         self.publisher = Publisher(graph=self.graph, cache=self.cache, certificates=self.certificates,
                                    registry=self.xds.registry)
         server_identity = xds_auth.issue_server_identity(
-            self.ca, hosts=[h for h in (host, *self.settings.extra_server_hosts) if h not in ("", "0.0.0.0")])
+            self.ca, hosts=[h for h in (host, *self.settings.extra_server_hosts) if h not in ("", "0.0.0.0")],
+            namespace=self.settings.namespace, service_account=self.settings.service_account)
         credentials = xds_auth.server_credentials(self.ca, server_identity=server_identity)
         await self.xds.start(self.settings.xds_address, credentials)
         self.admin = AdminServer(xds=self.xds, ready=lambda: self.publisher.ready)

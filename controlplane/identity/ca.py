@@ -139,7 +139,8 @@ _LEAF_KEY_USAGE = x509.KeyUsage(
 
 
 class CertificateAuthority:
-    """A root key and certificate for one trust domain. Build with ``load_or_create`` or ``create``."""
+    """A root key and certificate for one trust domain. Build with ``load_or_create``, ``create`` or
+    ``from_pem`` (which ``ca_secret.load_or_create_from_secret`` uses for a CA shared by replicas)."""
 
     def __init__(self, *, trust_domain: str, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey):
         self.trust_domain = validate_trust_domain(trust_domain)
@@ -176,7 +177,7 @@ class CertificateAuthority:
         tmp = Path(tempfile.mkdtemp(dir=ca_dir.parent, prefix=".ca-"))
         try:
             ca = cls.create(trust_domain=trust_domain)
-            atomic_write(tmp / CA_KEY_FILE, _key_pem(ca._key), mode=0o600)
+            atomic_write(tmp / CA_KEY_FILE, ca.key_pem(), mode=0o600)
             atomic_write(tmp / CA_CERT_FILE, ca.bundle_pem)
             atomic_write(tmp / TRUST_DOMAIN_FILE, (trust_domain + "\n").encode())
             os.chmod(tmp, 0o700)
@@ -191,17 +192,31 @@ class CertificateAuthority:
     def _load_dir(cls, ca_dir: Path, *, trust_domain: str) -> CertificateAuthority:
         try:
             stored_td = (ca_dir / TRUST_DOMAIN_FILE).read_text().strip()
-            cert = x509.load_pem_x509_certificate((ca_dir / CA_CERT_FILE).read_bytes())
-            key = serialization.load_pem_private_key((ca_dir / CA_KEY_FILE).read_bytes(), password=None)
-        except (OSError, ValueError) as exc:
+            cert_pem, key_pem = (ca_dir / CA_CERT_FILE).read_bytes(), (ca_dir / CA_KEY_FILE).read_bytes()
+        except OSError as exc:
             raise CaStateError(f"cannot load the CA from {ca_dir}: {exc}") from exc
         if stored_td != trust_domain:
             raise TrustDomainMismatch(
                 f"state dir {ca_dir.parent} holds a CA for trust domain {stored_td!r}, not {trust_domain!r}; "
                 f"use --trust-domain {stored_td} or another --state-dir"
             )
+        return cls.from_pem(trust_domain=trust_domain, cert_pem=cert_pem, key_pem=key_pem, origin=str(ca_dir))
+
+    @classmethod
+    def from_pem(
+        cls, *, trust_domain: str, cert_pem: bytes, key_pem: bytes, origin: str = "PEM"
+    ) -> CertificateAuthority:
+        """A CA from its root certificate and key as stored elsewhere (a directory, a Kubernetes Secret).
+
+        Raises CaStateError, naming ``origin``, when either does not parse or the key is not the cert's.
+        """
+        try:
+            cert = x509.load_pem_x509_certificate(cert_pem)
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except ValueError as exc:
+            raise CaStateError(f"cannot load the CA from {origin}: {exc}") from exc
         if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
-            raise CaStateError(f"{ca_dir / CA_KEY_FILE} does not match {ca_dir / CA_CERT_FILE}")
+            raise CaStateError(f"{origin}: {CA_KEY_FILE} does not match {CA_CERT_FILE}")
         return cls(trust_domain=trust_domain, certificate=cert, key=key)
 
     # -- use ----------------------------------------------------------------------------------------
@@ -209,6 +224,10 @@ class CertificateAuthority:
     def bundle_pem(self) -> bytes:
         """The trust bundle (the root certificate, PEM) that every peer validates SVIDs against."""
         return self._bundle_pem
+
+    def key_pem(self) -> bytes:
+        """The root's private key (PKCS#8 PEM), for storing the CA where other replicas load it from."""
+        return _key_pem(self._key)
 
     def issue(
         self,

@@ -124,16 +124,22 @@ def issue_server_identity(
     *,
     hosts: Iterable[str] = (),
     ttl: timedelta = timedelta(hours=24),
+    namespace: str = CONTROL_PLANE_NAMESPACE,
+    service_account: str = CONTROL_PLANE_SERVICE_ACCOUNT,
 ) -> IssuedIdentity:
     """The xDS server's SVID: the control plane's SPIFFE ID plus DNS/IP SANs for ``localhost``, 127.0.0.1 and
-    each of ``hosts``, so both Envoy (URI SAN pin) and plain gRPC clients (hostname check) accept it."""
+    each of ``hosts``, so both Envoy (URI SAN pin) and plain gRPC clients (hostname check) accept it.
+
+    ``namespace`` and ``service_account`` must be the ones the provisioned bootstraps pin (the control
+    plane's own, in a cluster), or every proxy refuses the server."""
     dns, ips = ["localhost"], ["127.0.0.1"]
     for host in hosts:
         try:
             ips.append(str(ipaddress.ip_address(host)))
         except ValueError:
             dns.append(host)
-    return ca.issue(control_plane_identity(ca.trust_domain), dns_names=dns, ip_addresses=ips, ttl=ttl)
+    identity = control_plane_identity(ca.trust_domain, namespace=namespace, service_account=service_account)
+    return ca.issue(identity, dns_names=dns, ip_addresses=ips, ttl=ttl)
 
 
 def spiffe_ids_of_cert(cert_pem: bytes) -> list[str]:

@@ -78,6 +78,7 @@ def test_default_render_holds_the_expected_objects(default_objects):
         ("ClusterRole", RELEASE), ("ClusterRoleBinding", RELEASE), ("Deployment", RELEASE),
         ("GatewayClass", "kube-agentic-networking"), ("PodDisruptionBudget", RELEASE),
         ("Role", f"{RELEASE}-leader-election"), ("RoleBinding", f"{RELEASE}-leader-election"),
+        ("Role", f"{RELEASE}-ca"), ("RoleBinding", f"{RELEASE}-ca"),
         ("Service", f"{RELEASE}-admin"), ("Service", f"{RELEASE}-xds"), ("ServiceAccount", RELEASE),
     ])
 
@@ -122,11 +123,12 @@ def test_deployment_runs_serve_in_cluster_with_the_contract_flags(default_object
         "serve", "--in-cluster",
         "--xds-address", "0.0.0.0:15010", "--admin-address", "0.0.0.0:15014",
         "--state-dir", "/var/run/agentic-cp", "--trust-domain", "cluster.local", "--log-level", "info",
-        "--proxy-image", "envoyproxy/envoy:v1.40-latest",
+        "--proxy-image", "envoyproxy/envoy:v1.40-latest", "--ca-secret", f"{RELEASE}-ca",
     ]
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["POD_SERVICE_ACCOUNT"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.serviceAccountName"
     assert env["AGENTIC_CP_XDS_SERVICE"]["value"] == f"{RELEASE}-xds.{NAMESPACE}.svc:15010"
     assert container["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
@@ -245,8 +247,10 @@ def _expected_cluster_grants(*, secrets: bool) -> set[tuple[str, str, str]]:
     grants |= {("authentication.k8s.io", "tokenreviews", "create")}
     grants |= {("apps", "deployments", v) for v in read + write}
     grants |= {("", r, v) for r in ("services", "serviceaccounts", "configmaps") for v in read + write}
+    # Provisioned proxies' credentials Secrets (`<gateway>-envoy-xds`): written, listed, deleted; not watched.
+    grants |= {("", "secrets", v) for v in ("get", "list", "create", "update", "patch", "delete")}
     if secrets:
-        grants |= {("", "secrets", v) for v in read}
+        grants |= {("", "secrets", "watch")}
     return grants
 
 
@@ -257,7 +261,7 @@ def test_cluster_role_grants_exactly_what_the_control_plane_needs(default_object
     assert all("resourceNames" not in rule and "nonResourceURLs" not in rule for rule in role["rules"])
 
 
-def test_secrets_are_readable_only_when_enabled():
+def test_secrets_are_watched_only_when_enabled():
     role = one(render({"rbac": {"readSecrets": True}}), "ClusterRole")
     assert _grants(role) == _expected_cluster_grants(secrets=True)
 
@@ -268,13 +272,57 @@ def test_bindings_and_leader_election_role(default_objects):
     assert cluster_binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                           "name": one(default_objects, "ClusterRole")["metadata"]["name"]}
     assert cluster_binding["subjects"] == [subject]
-    role = one(default_objects, "Role")
+    role = one(default_objects, "Role", f"{RELEASE}-leader-election")
     assert role["metadata"]["namespace"] == NAMESPACE
     assert _grants(role) == {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
-    binding = one(default_objects, "RoleBinding")
+    binding = one(default_objects, "RoleBinding", f"{RELEASE}-leader-election")
     assert binding["roleRef"]["name"] == role["metadata"]["name"] and binding["roleRef"]["kind"] == "Role"
     assert binding["subjects"] == [subject]
     assert one(default_objects, "ServiceAccount")["metadata"]["name"] == RELEASE
+
+
+def test_ca_secret_role_reads_only_the_ca_and_may_create_it(default_objects):
+    """The shared CA: `get` on exactly the Secret passed as --ca-secret, `create` (which RBAC cannot
+    limit by name) for the first replica, both in the release namespace only."""
+    role = one(default_objects, "Role", f"{RELEASE}-ca")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert _grants(role) == {("", "secrets", "get"), ("", "secrets", "create")}
+    [get] = [rule for rule in role["rules"] if rule["verbs"] == ["get"]]
+    assert get["resourceNames"] == [_arg(_container(default_objects)["args"], "--ca-secret")]
+    binding = one(default_objects, "RoleBinding", f"{RELEASE}-ca")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{RELEASE}-ca"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]
+
+
+def test_ca_secret_name_can_be_chosen():
+    objects = render({"caSecret": "mesh-root"})
+    assert _arg(_container(objects)["args"], "--ca-secret") == "mesh-root"
+    [get] = [r for r in one(objects, "Role", f"{RELEASE}-ca")["rules"] if r["verbs"] == ["get"]]
+    assert get["resourceNames"] == ["mesh-root"]
+
+
+def test_pod_env_and_args_parse_as_serve_and_give_the_pinned_identity(default_objects, monkeypatch):
+    """The rendered args are accepted by the real CLI parser, and with the env the downward API would
+    give (POD_NAMESPACE, POD_SERVICE_ACCOUNT), the control plane's SPIFFE ID is the one provisioned
+    proxies pin: spiffe://<td>/ns/<release namespace>/sa/<the pod's ServiceAccount>."""
+    from controlplane.cli import _control_plane_account, _parser
+    from controlplane.identity.xds_auth import control_plane_identity
+
+    pod = one(default_objects, "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    fields = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
+    downward = {"metadata.namespace": NAMESPACE, "spec.serviceAccountName": pod["serviceAccountName"],
+                "metadata.name": f"{RELEASE}-abc12"}
+    for name, field_path in fields.items():
+        monkeypatch.setenv(name, downward[field_path])
+    args = _parser().parse_args(container["args"])
+    assert args.in_cluster and args.ca_secret == f"{RELEASE}-ca" and args.proxy_image
+    assert args.namespace is None and args.service_account is None  # taken from the env
+    namespace, service_account = _control_plane_account(args)
+    assert (namespace, service_account) == (NAMESPACE, RELEASE)
+    assert control_plane_identity(_arg(container["args"], "--trust-domain"), namespace=namespace,
+                                  service_account=service_account) == \
+        f"spiffe://cluster.local/ns/{NAMESPACE}/sa/{RELEASE}"
 
 
 # --- values validation ---------------------------------------------------------------------------------
@@ -283,6 +331,7 @@ def test_bindings_and_leader_election_role(default_objects):
 @pytest.mark.parametrize("values, complaint", [
     ({"logLevel": "loud"}, "/logLevel"),
     ({"replicas": "three"}, "/replicas"),
+    ({"caSecret": "Not_A_Name"}, "/caSecret"),
     ({"remoteClusters": [{"name": "West_1", "kubeconfigSecret": "s"}]}, "/remoteClusters/0/name"),
     ({"remoteClusters": [{"name": "west"}]}, "kubeconfigSecret"),
     ({"remoteClusters": [{"name": "west", "kubeconfigSecret": "a"}, {"name": "west", "kubeconfigSecret": "b"}]},

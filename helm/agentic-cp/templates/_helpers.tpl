@@ -42,6 +42,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 
+{{/* The Secret holding the CA that every replica shares (`--ca-secret`). */}}
+{{- define "agentic-cp.caSecret" -}}
+{{- .Values.caSecret | default (printf "%s-ca" (include "agentic-cp.fullname" .)) }}
+{{- end }}
+
 {{/* Where a remote cluster's kubeconfig is mounted. */}}
 {{- define "agentic-cp.remoteClusterDir" -}}
 {{- printf "/etc/agentic-cp/remote-clusters/%s" .name }}
