@@ -148,11 +148,11 @@ class ControlPlane:
         self.xds = XdsServer(cache=self.cache, authorize=xds_auth.authorize_by_spiffe_id(self.settings.trust_domain))
         self.publisher = Publisher(graph=self.graph, cache=self.cache, certificates=self.certificates,
                                    registry=self.xds.registry)
-        server_identity = xds_auth.issue_server_identity(
-            self.ca, hosts=[h for h in (host, *self.settings.extra_server_hosts) if h not in ("", "0.0.0.0")],
-            namespace=self.settings.namespace, service_account=self.settings.service_account)
-        credentials = xds_auth.server_credentials(self.ca, server_identity=server_identity)
-        await self.xds.start(self.settings.xds_address, credentials)
+        hosts = [h for h in (host, *self.settings.extra_server_hosts) if h not in ("", "0.0.0.0")]
+        self.server_credentials = xds_auth.RenewingServerCredentials(self.ca, lambda: xds_auth.issue_server_identity(
+            self.ca, hosts=hosts, namespace=self.settings.namespace, service_account=self.settings.service_account,
+            ttl=_hours(self.settings.certificate_ttl_hours)))
+        await self.xds.start(self.settings.xds_address, self.server_credentials.credentials)
         self.admin = AdminServer(xds=self.xds, ready=lambda: self.publisher.ready)
         admin_host, _, admin_port = self.settings.admin_address.rpartition(":")
         await self.admin.start(admin_host or "127.0.0.1", int(admin_port))

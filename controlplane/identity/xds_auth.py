@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import grpc
@@ -176,6 +176,36 @@ def server_credentials(ca: CertificateAuthority, *, server_identity: IssuedIdent
         root_certificates=ca.bundle_pem,
         require_client_auth=True,
     )
+
+
+class RenewingServerCredentials:
+    """xDS server credentials whose certificate is re-issued past its renewal point, without a restart.
+
+    gRPC asks `fetch` for the certificate on each new handshake; existing streams keep theirs. A server
+    running longer than its certificate's lifetime would otherwise refuse every reconnecting proxy.
+    """
+
+    def __init__(self, ca: CertificateAuthority, issue: Callable[[], IssuedIdentity], *,
+                 renew_fraction: float = 0.5, clock: Callable[[], datetime] | None = None):
+        self._ca = ca
+        self._issue = issue
+        self._renew_fraction = renew_fraction
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self.identity = issue()
+        self.credentials = grpc.dynamic_ssl_server_credentials(
+            self._configuration(), self.fetch, require_client_authentication=True)
+
+    def fetch(self):
+        """A new certificate configuration when the current one is due for renewal, else None."""
+        due = self.identity.not_before + (self.identity.not_after - self.identity.not_before) * self._renew_fraction
+        if self._clock() < due:
+            return None
+        self.identity = self._issue()
+        return self._configuration()
+
+    def _configuration(self):
+        return grpc.ssl_server_certificate_configuration(
+            [(self.identity.key_pem, self.identity.chain_pem)], root_certificates=self._ca.bundle_pem)
 
 
 def channel_credentials(*, bundle_pem: bytes, identity: IssuedIdentity | None) -> grpc.ChannelCredentials:

@@ -111,3 +111,22 @@ async def test_client_refuses_a_server_from_another_ca(other_ca, mtls_server):
     creds = channel_credentials(bundle_pem=other_ca.bundle_pem, identity=other_ca.issue(AGENT))
     with pytest.raises(grpc.aio.AioRpcError):
         await _call(mtls_server, creds)
+
+
+async def test_server_certificate_is_renewed_without_a_restart():
+    from datetime import datetime, timedelta, timezone
+
+    from controlplane.identity.xds_auth import RenewingServerCredentials, issue_server_identity
+
+    from controlplane.identity.ca import CertificateAuthority
+
+    ca = CertificateAuthority.create(trust_domain="cluster.local")
+    now = [datetime.now(timezone.utc)]
+    creds = RenewingServerCredentials(ca, lambda: issue_server_identity(ca, ttl=timedelta(hours=1)),
+                                      clock=lambda: now[0])
+    first = creds.identity
+    assert creds.fetch() is None and creds.identity is first
+    now[0] += timedelta(minutes=40)  # past half its lifetime
+    assert creds.fetch() is not None and creds.identity is not first
+    assert creds.identity.certificate().serial_number != first.certificate().serial_number
+    assert creds.fetch() is None  # renewed once, not on every handshake
