@@ -116,14 +116,15 @@ async def test_client_refuses_a_server_from_another_ca(other_ca, mtls_server):
 async def test_server_certificate_is_renewed_without_a_restart():
     from datetime import datetime, timedelta, timezone
 
-    from controlplane.identity.xds_auth import RenewingServerCredentials, issue_server_identity
+    from controlplane.identity.xds_auth import RenewingServerCredentials
 
     from controlplane.identity.ca import CertificateAuthority
 
     ca = CertificateAuthority.create(trust_domain="cluster.local")
     now = [datetime.now(timezone.utc)]
-    creds = RenewingServerCredentials(ca, lambda: issue_server_identity(ca, ttl=timedelta(hours=1)),
-                                      clock=lambda: now[0])
+    creds = RenewingServerCredentials(
+        ca, lambda: ca.issue("spiffe://cluster.local/ns/agentic-system/sa/agentic-cp", ttl=timedelta(hours=1),
+                             now=now[0]), clock=lambda: now[0])
     first = creds.identity
     assert creds.fetch() is None and creds.identity is first
     now[0] += timedelta(minutes=40)  # past half its lifetime
