@@ -41,7 +41,7 @@ def run_validate(args: argparse.Namespace) -> int:
     source = DirectorySource(*_existing(args.paths))
     change = source.load()
     problems = [p for ps in change.problems.values() for p in ps]
-    graph = AuthorizationGraph(trust_domain=args.trust_domain)
+    graph = AuthorizationGraph(trust_domain=args.trust_domain, controller_names=_controllers(args))
     graph.apply(change)
     problems += _semantic_problems(graph, source)
     for problem in sorted(problems, key=lambda p: (p.origin, p.doc_index)):
@@ -162,7 +162,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings(state_dir=Path(args.state_dir), trust_domain=_trust_domain(args.state_dir, args.trust_domain),
-                        xds_address=args.xds_address, admin_address=args.admin_address)
+                        xds_address=args.xds_address, admin_address=args.admin_address,
+                        controller_names=_controllers(args))
     if args.remote_cluster:
         logging.getLogger("agentic-cp").warning("--remote-cluster is not supported yet; ignoring %s",
                                                 ", ".join(args.remote_cluster))
@@ -251,7 +252,8 @@ def _in_kubernetes(args: argparse.Namespace, settings, *, ca=None):
                                          control_plane_service_account=service_account,
                                          issuer=control_plane.certificates, elector=elector)
     sync = ClusterSync(api=writer_api, graph=control_plane.graph, published=control_plane.published_gateways,
-                       namespace=namespace, identity=elector.identity, provisioner=provisioner, elector=elector)
+                       namespace=namespace, identity=elector.identity, provisioner=provisioner, elector=elector,
+                       controller_name=settings.controller_names[0])
     control_plane.after_publish.append(sync.mark_dirty)
     control_plane.background.append(sync.run)
     return control_plane
@@ -342,7 +344,7 @@ def _load_graph(args: argparse.Namespace) -> AuthorizationGraph:
     change = source.load()
     for problem in (p for ps in change.problems.values() for p in ps):
         print(f"warning: skipped: {problem}", file=sys.stderr)
-    graph = AuthorizationGraph(trust_domain=args.trust_domain)
+    graph = AuthorizationGraph(trust_domain=args.trust_domain, controller_names=_controllers(args))
     graph.apply(change)
     return graph
 
@@ -361,6 +363,23 @@ def _ns_name(kind: str, value: str) -> ResourceKey:
     return ResourceKey(kind, namespace, name)
 
 
+def _controllers(args: argparse.Namespace) -> tuple[str, ...]:
+    """GatewayClass controllerNames this control plane answers for: the flags, else $AGENTIC_CP_GATEWAY_CLASS_CONTROLLER,
+    else upstream's, so that upstream manifests work unchanged."""
+    import os
+
+    from controlplane.api.gateway import OUR_CONTROLLER
+
+    if args.controller_name:
+        return tuple(args.controller_name)
+    return (os.environ.get("AGENTIC_CP_GATEWAY_CLASS_CONTROLLER") or OUR_CONTROLLER,)
+
+
+def _controller_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--controller-name", action="append", default=[], metavar="NAME",
+                   help="a GatewayClass controllerName to manage (repeatable; default: upstream's)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentic-cp", description=__doc__)
     sub = parser.add_subparsers(metavar="COMMAND")
@@ -368,6 +387,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check resources; one line per problem, exit 1 if any")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
+    _controller_option(p)
     p.set_defaults(run=run_validate)
 
     p = sub.add_parser("explain", help="may SOURCE make this request, and which rule decides?")
@@ -384,12 +404,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
     p.add_argument("--json", action="store_true")
     p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
+    _controller_option(p)
     p.set_defaults(run=run_explain)
 
     p = sub.add_parser("graph", help="print the authorization graph")
     p.add_argument("--config", action="append", required=True, metavar="PATH")
     p.add_argument("--format", choices=("json", "dot"), default="json")
     p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
+    _controller_option(p)
     p.set_defaults(run=run_graph)
 
     p = sub.add_parser("serve", help="serve xDS to Envoy from a directory or a Kubernetes cluster")
@@ -415,6 +437,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="the xDS address provisioned gateways use ($AGENTIC_CP_XDS_SERVICE wins)")
     p.add_argument("--remote-cluster", action="append", default=[], metavar="NAME=KUBECONFIG",
                    help="(not supported yet) another cluster to watch")
+    _controller_option(p)
     p.set_defaults(run=run_serve)
 
     p = sub.add_parser("identity", help="workload identities from the control plane's CA")

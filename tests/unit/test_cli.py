@@ -163,3 +163,19 @@ def test_bootstrap_for_a_gateway_passes_envoy_validate(tmp_path, capsys):
     result = subprocess.run([str(envoy), "--mode", "validate", "-c", str(tmp_path / "gw" / "envoy.yaml"),
                              "--base-id", "4242"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_controller_name_is_configurable(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "q"
+    shutil.copytree(QUICKSTART, folder)
+    path = folder / "00-cluster.yaml"
+    path.write_text(path.read_text().replace("sigs.k8s.io/kube-agentic-networking-controller", "example.com/ours"))
+    args = ["explain", "--config", str(folder), *GATEWAY, "--json", "--source", "quickstart/math-agent",
+            "--tool", "get-sum"]
+    assert main(args) == 0
+    assert "not of a GatewayClass this control plane manages" in json.loads(capsys.readouterr().out)["reason"]
+    assert main([*args, "--controller-name", "example.com/ours"]) == 0
+    assert json.loads(capsys.readouterr().out)["decision"] == "allow"
+    monkeypatch.setenv("AGENTIC_CP_GATEWAY_CLASS_CONTROLLER", "example.com/ours")
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["decision"] == "allow"
