@@ -16,6 +16,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import yaml
 
@@ -53,7 +54,7 @@ class LocalMesh:
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
-    def __enter__(self) -> LocalMesh:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -190,7 +190,7 @@ class RenewingServerCredentials:
         self._ca = ca
         self._issue = issue
         self._renew_fraction = renew_fraction
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or (lambda: datetime.now(UTC))
         self.identity = issue()
         self.credentials = grpc.dynamic_ssl_server_credentials(
             self._configuration(), self.fetch, require_client_authentication=True)

@@ -1,5 +1,6 @@
 """mTLS on a real grpc.aio server and client over loopback."""
 
+from datetime import UTC
 from types import SimpleNamespace
 
 import grpc
@@ -114,14 +115,13 @@ async def test_client_refuses_a_server_from_another_ca(other_ca, mtls_server):
 
 
 async def test_server_certificate_is_renewed_without_a_restart():
-    from datetime import datetime, timedelta, timezone
-
-    from controlplane.identity.xds_auth import RenewingServerCredentials
+    from datetime import datetime, timedelta
 
     from controlplane.identity.ca import CertificateAuthority
+    from controlplane.identity.xds_auth import RenewingServerCredentials
 
     ca = CertificateAuthority.create(trust_domain="cluster.local")
-    now = [datetime.now(timezone.utc)]
+    now = [datetime.now(UTC)]
     creds = RenewingServerCredentials(
         ca, lambda: ca.issue("spiffe://cluster.local/ns/agentic-system/sa/agentic-cp", ttl=timedelta(hours=1),
                              now=now[0]), clock=lambda: now[0])
