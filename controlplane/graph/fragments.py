@@ -249,6 +249,7 @@ def policy_fragment(policy: XAccessPolicy, reader: Reader) -> Output:
     pid = policy_node(policy.key)
     out.nodes[pid] = {"type": "policy", "key": policy.key, "action": policy.spec.action.value,
                       "effective": effective, "view": view,
+                      "ext_auth_endpoints": _ext_auth_endpoints(policy, reader),
                       "conditions": tuple((ref.kind, ref.name, ref.section_name, c) for ref, _, c in conditions)}
     for ref, key, cond in conditions:
         if key is None or reader.get(key) is None:
@@ -258,6 +259,20 @@ def policy_fragment(policy: XAccessPolicy, reader: Reader) -> Output:
         if effective:
             _grant_edges(out, rules, target, policy.spec.action)
     return out
+
+
+def _ext_auth_endpoints(policy: XAccessPolicy, reader: Reader) -> tuple:
+    """Ready endpoints of the authorizer Service an ExternalAuth policy names, read through the reader so
+    that a Service or EndpointSlice change recomputes the policy. Anything but an existing core Service
+    has none: requests delegated to it are then denied (fail closed), while the policy stays Accepted."""
+    auth = policy.spec.external_auth
+    if policy.spec.action is not Action.EXTERNAL_AUTH or auth is None:
+        return ()
+    ref = auth.backend_ref
+    namespace = ref.namespace or policy.namespace
+    if (ref.group, ref.kind) != ("", "Service") or reader.get(ResourceKey("Service", namespace, ref.name)) is None:
+        return ()
+    return _ready_endpoints(namespace, ref.name, ref.port, reader)
 
 
 def _grant_edges(out: Output, rules, target: str, action: Action) -> None:

@@ -1,9 +1,10 @@
 """Backends -> Envoy clusters and ClusterLoadAssignments (proto3 JSON).
 
-In-cluster backends (an XBackend's `serviceName`, a Service backendRef) are EDS clusters fed from
-ready EndpointSlice addresses; a backend with no ready endpoint gets an explicit empty
+In-cluster backends (an XBackend's `serviceName`, a Service backendRef) and the Services that
+ExternalAuth policies name as authorizers are EDS clusters fed from ready EndpointSlice addresses; a backend with no ready endpoint gets an explicit empty
 ClusterLoadAssignment, so that Envoy's cluster warms at once and answers 503 instead of waiting for
-the initial fetch timeout. An XBackend's `hostname` is a LOGICAL_DNS cluster with TLS origination:
+the initial fetch timeout (for an authorizer: every request delegated to it is denied, fail closed).
+A gRPC authorizer's cluster speaks HTTP/2 to its upstream, which gRPC requires. An XBackend's `hostname` is a LOGICAL_DNS cluster with TLS origination:
 SNI set to the hostname and the server certificate validated against the system CA bundle.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 UPSTREAM_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
+HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 ADS = {"ads": {}, "resourceApiVersion": "V3"}
 CONNECT_TIMEOUT = "5s"
 
@@ -26,9 +28,18 @@ def service_cluster_name(namespace: str, name: str, port: int) -> str:
     return f"service/{namespace}/{name}/{port}"
 
 
-def eds_cluster(name: str) -> dict:
-    return {"name": name, "type": "EDS", "connectTimeout": CONNECT_TIMEOUT,
-            "edsClusterConfig": {"edsConfig": ADS}, "lbPolicy": "ROUND_ROBIN"}
+def ext_authz_cluster_name(protocol: str, namespace: str, name: str, port: int | None) -> str:
+    """One cluster per authorizer Service port and protocol (a gRPC cluster needs HTTP/2, HTTP not)."""
+    return f"ext-authz/{protocol.lower()}/{namespace}/{name}/{port or 0}"
+
+
+def eds_cluster(name: str, *, http2: bool = False) -> dict:
+    cluster = {"name": name, "type": "EDS", "connectTimeout": CONNECT_TIMEOUT,
+               "edsClusterConfig": {"edsConfig": ADS}, "lbPolicy": "ROUND_ROBIN"}
+    if http2:
+        cluster["typedExtensionProtocolOptions"] = {HTTP_PROTOCOL_OPTIONS: {
+            "@type": f"type.googleapis.com/{HTTP_PROTOCOL_OPTIONS}", "explicitHttpConfig": {"http2ProtocolOptions": {}}}}
+    return cluster
 
 
 def load_assignment(name: str, endpoints: tuple[tuple[str, int], ...]) -> dict:

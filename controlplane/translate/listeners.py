@@ -1,9 +1,20 @@
 """Gateway ports -> Envoy listeners (proto3 JSON). A listener carries no policy at all.
 
-Every HTTP connection manager has the same fixed filter chain: the MCP filter (parses JSON-RPC into
-dynamic metadata), a gateway-level and a backend-level RBAC filter whose own config is empty (allow
-all) and which route configuration overrides per virtual host and per weighted cluster, then the
-router. A denial is answered as upstream answers it, for MCP SDK compatibility: HTTP 200 with a
+Every HTTP connection manager has the same fixed filter chain, so that no policy change ever touches
+a Listener (which would drain it and cut long MCP streams):
+
+1. `envoy.filters.http.mcp` parses JSON-RPC into dynamic metadata;
+2. `rbac.gateway_extauth`, `rbac.backend_extauth`: empty RBAC (allow all); an ExternalAuth policy's
+   rules arrive per virtual host / weighted cluster as shadow rules that mark the request delegated;
+3. `ext_authz.gateway`, `ext_authz.backend`: enabled only for a request so marked (filter_enabled_metadata),
+   fail closed, with a placeholder service that the route configuration replaces by the policy's
+   authorizer; the authorizer receives the MCP metadata (method, params.name) and the peer certificate;
+4. `rbac.gateway`, `rbac.backend`: empty RBAC, overridden per virtual host / weighted cluster by the
+   Allow policies;
+5. the router.
+
+ExternalAuth runs before the Allow policies (upstream's evaluation order); each filter that denies
+ends the request, so a request passes only if every level's authorizer and Allow policies allow it. A denial is answered as upstream answers it, for MCP SDK compatibility: HTTP 200 with a
 JSON-RPC error carrying the request's id. HTTPS listeners are mTLS: the client certificate is required
 and validated against the mesh trust bundle, both delivered over SDS.
 """
@@ -11,11 +22,13 @@ and validated against the mesh trust bundle, both delivered over SDS.
 from __future__ import annotations
 
 from controlplane.identity.sds import SERVER_CERT_SECRET, TRUST_BUNDLE_SECRET
-from controlplane.translate.routes import BACKEND_RBAC_FILTER, GATEWAY_RBAC_FILTER, route_config_name
-from controlplane.translate.rbac import RBAC_TYPE
+from controlplane.translate.rbac import MCP_METADATA, RBAC_TYPE
+from controlplane.translate.routes import BACKEND, GATEWAY, Level, route_config_name
 
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 MCP_TYPE = "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp"
+EXT_AUTHZ_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
+EXT_AUTHZ_UNSET_CLUSTER = "ext-authz-unset"  # never defined: reached only if a route forgot its override
 ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 DOWNSTREAM_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 STDOUT_LOG_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
@@ -33,6 +46,8 @@ ACCESS_LOG_FORMAT = {
     "details": "%RESPONSE_CODE_DETAILS%",
     "gateway_rule": "%DYNAMIC_METADATA(envoy.filters.http.rbac:gateway_shadow_effective_policy_id)%",
     "backend_rule": "%DYNAMIC_METADATA(envoy.filters.http.rbac:backend_shadow_effective_policy_id)%",
+    "gateway_extauth_rule": f"%DYNAMIC_METADATA(envoy.filters.http.rbac:{GATEWAY.delegated_key})%",
+    "backend_extauth_rule": f"%DYNAMIC_METADATA(envoy.filters.http.rbac:{BACKEND.delegated_key})%",
     "upstream": "%UPSTREAM_CLUSTER%",
 }
 
@@ -58,8 +73,12 @@ def http_connection_manager(*, port: int, stat_prefix: str) -> dict:
         "rds": {"routeConfigName": route_config_name(port), "configSource": ADS},
         "httpFilters": [
             {"name": "envoy.filters.http.mcp", "typedConfig": {"@type": MCP_TYPE}},
-            {"name": GATEWAY_RBAC_FILTER, "typedConfig": {"@type": RBAC_TYPE}},
-            {"name": BACKEND_RBAC_FILTER, "typedConfig": {"@type": RBAC_TYPE}},
+            {"name": GATEWAY.extauth_rbac_filter, "typedConfig": {"@type": RBAC_TYPE}},
+            {"name": BACKEND.extauth_rbac_filter, "typedConfig": {"@type": RBAC_TYPE}},
+            {"name": GATEWAY.ext_authz_filter, "typedConfig": _ext_authz(GATEWAY)},
+            {"name": BACKEND.ext_authz_filter, "typedConfig": _ext_authz(BACKEND)},
+            {"name": GATEWAY.rbac_filter, "typedConfig": {"@type": RBAC_TYPE}},
+            {"name": BACKEND.rbac_filter, "typedConfig": {"@type": RBAC_TYPE}},
             {"name": "envoy.filters.http.router", "typedConfig": {"@type": ROUTER_TYPE}},
         ],
         "localReplyConfig": {"mappers": [_jsonrpc_denial()]},
@@ -69,6 +88,25 @@ def http_connection_manager(*, port: int, stat_prefix: str) -> dict:
         "accessLog": [{"name": "envoy.access_loggers.stdout",
                        "typedConfig": {"@type": STDOUT_LOG_TYPE,
                                        "logFormat": {"jsonFormat": ACCESS_LOG_FORMAT}}}],
+    }
+
+
+def _ext_authz(level: Level) -> dict:
+    """A level's ext_authz filter: off unless the level's `*_extauth` shadow rules delegated the request.
+
+    Its service is a placeholder (Envoy 1.40 accepts a cluster that does not exist and only resolves it
+    per request); the per-route `check_settings` names the real authorizer. A failed or unreachable
+    authorizer denies (403, answered as the JSON-RPC denial)."""
+    return {
+        "@type": EXT_AUTHZ_TYPE,
+        "grpcService": {"envoyGrpc": {"clusterName": EXT_AUTHZ_UNSET_CLUSTER}},
+        "transportApiVersion": "V3",
+        "failureModeAllow": False,
+        "metadataContextNamespaces": [MCP_METADATA],
+        "includePeerCertificate": True,
+        "statPrefix": level.name,
+        "filterEnabledMetadata": {"filter": "envoy.filters.http.rbac", "path": [{"key": level.delegated_key}],
+                                  "value": {"presentMatch": True}},
     }
 
 

@@ -5,6 +5,11 @@ policy per rule, named `<namespace>/<policy>#<rule>`, as upstream does but witho
 between same-named rules of different policies. The caller is the peer certificate's URI SAN
 (`authenticated.principal_name`); MCP matchers read the MCP filter's dynamic metadata. The same rules
 are installed as shadow rules so that the access log can name the rule that allowed a request.
+
+An ExternalAuth policy's rules say which requests are delegated to its authorizer. They become the
+shadow rules of a transparent RBAC (its real rules allow everything): a matching shadow rule only
+writes `<stat prefix>shadow_effective_policy_id` into the `envoy.filters.http.rbac` dynamic metadata,
+which is what switches the level's ext_authz filter on for that request (as upstream does).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ MCP_METADATA = "envoy.filters.http.mcp"
 RBAC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
 RBAC_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
 ANY = {"any": True}
+SHADOW_POLICY_ID_KEY = "shadow_effective_policy_id"  # Envoy writes <shadow_rules_stat_prefix> + this
 
 
 def level_rbac(views: list[PolicyView], *, stat_prefix: str) -> dict | None:
@@ -36,6 +42,17 @@ def level_rbac(views: list[PolicyView], *, stat_prefix: str) -> dict | None:
     policies = {rule.ref: rule_policy(rule) for rule in rules}
     rbac = {"rules": {"action": "ALLOW", "policies": policies},
             "shadowRules": {"action": "ALLOW", "policies": policies},
+            "shadowRulesStatPrefix": stat_prefix}
+    return {"@type": RBAC_PER_ROUTE_TYPE, "rbac": rbac}
+
+
+def external_auth_rbac(view: PolicyView, *, stat_prefix: str) -> dict:
+    """RBACPerRoute that lets everything through and marks, via its shadow rules, what to delegate.
+
+    A policy without rules resolves to one any/any rule (it applies to all traffic)."""
+    policies = {rule.ref: rule_policy(rule) for rule in view.rules}
+    allow_all = {"action": "ALLOW", "policies": {"allow-all": {"permissions": [ANY], "principals": [ANY]}}}
+    rbac = {"rules": allow_all, "shadowRules": {"action": "ALLOW", "policies": policies},
             "shadowRulesStatPrefix": stat_prefix}
     return {"@type": RBAC_PER_ROUTE_TYPE, "rbac": rbac}
 

@@ -3,27 +3,119 @@
 Policy lives here, never in the Listener, so that a policy change reaches Envoy as a route update and
 never drains a listener (which would cut long MCP streams): Gateway-level rules sit in each virtual
 host's `typed_per_filter_config` for the gateway RBAC filter, backend-level rules in each weighted
-cluster's for the backend RBAC filter. Routes are emitted in Gateway API precedence, the same order
+cluster's for the backend RBAC filter. An ExternalAuth policy is placed the same way, per level: its
+rules as shadow rules of the level's `*_extauth` RBAC filter (they decide whether the request is
+delegated) and its authorizer as the service of the level's ext_authz filter (`ExtAuthzPerRoute`
+`check_settings.grpc_service|http_service`, which Envoy honours per route and per virtual host over
+the listener's placeholder service). Routes are emitted in Gateway API precedence, the same order
 `explain` uses, because Envoy takes the first route that matches.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
+from controlplane.api.agentic import Action, ExternalAuth
 from controlplane.api.base import ResourceKey
 from controlplane.api.gateway import HeaderModifier, PathModifier, RouteFilter, RouteMatch
 from controlplane.graph import fragments
 from controlplane.graph.explain import policies_on
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.routing import route_order
-from controlplane.translate.clusters import service_cluster_name, xbackend_cluster_name
-from controlplane.translate.rbac import level_rbac
+from controlplane.graph.rules import PolicyView
+from controlplane.translate.clusters import (
+    ext_authz_cluster_name,
+    service_cluster_name,
+    xbackend_cluster_name,
+)
+from controlplane.translate.rbac import SHADOW_POLICY_ID_KEY, external_auth_rbac, level_rbac
 
-GATEWAY_RBAC_FILTER = "envoy.filters.http.rbac.gateway"
-BACKEND_RBAC_FILTER = "envoy.filters.http.rbac.backend"
+EXT_AUTHZ_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
+EXT_AUTHZ_TIMEOUT = "2s"  # Gateway API has no field for it; Envoy's 200 ms default is tight for a remote authorizer
 REDIRECT_CODES = {301: "MOVED_PERMANENTLY", 302: "FOUND", 303: "SEE_OTHER", 307: "TEMPORARY_REDIRECT",
                   308: "PERMANENT_REDIRECT"}
+
+
+@dataclass(frozen=True)
+class Level:
+    """The filters that enforce one level (Gateway or XBackend) of policy, in the listener's fixed chain."""
+
+    name: str
+
+    @property
+    def rbac_filter(self) -> str:
+        return f"envoy.filters.http.rbac.{self.name}"
+
+    @property
+    def extauth_rbac_filter(self) -> str:
+        return f"envoy.filters.http.rbac.{self.name}_extauth"
+
+    @property
+    def ext_authz_filter(self) -> str:
+        return f"envoy.filters.http.ext_authz.{self.name}"
+
+    @property
+    def extauth_stat_prefix(self) -> str:
+        return f"{self.name}_extauth_"
+
+    @property
+    def delegated_key(self) -> str:
+        """The RBAC dynamic-metadata key that is present exactly when a delegating shadow rule matched."""
+        return self.extauth_stat_prefix + SHADOW_POLICY_ID_KEY
+
+
+GATEWAY, BACKEND = Level("gateway"), Level("backend")
+GATEWAY_RBAC_FILTER = GATEWAY.rbac_filter
+BACKEND_RBAC_FILTER = BACKEND.rbac_filter
+
+
+def level_filter_configs(views: list[PolicyView], level: Level) -> dict:
+    """`typed_per_filter_config` entries enforcing one target's effective policies at `level`."""
+    configs = {}
+    rbac = level_rbac(views, stat_prefix=f"{level.name}_")
+    if rbac is not None:
+        configs[level.rbac_filter] = rbac
+    external = next((v for v in views if v.action is Action.EXTERNAL_AUTH), None)  # admission: one per target
+    if external is not None:
+        configs[level.extauth_rbac_filter] = external_auth_rbac(external, stat_prefix=level.extauth_stat_prefix)
+        configs[level.ext_authz_filter] = ext_authz_per_route(external)
+    return configs
+
+
+def ext_authz_cluster(view: PolicyView) -> str:
+    auth = view.external_auth
+    ref = auth.backend_ref
+    return ext_authz_cluster_name(auth.protocol, ref.namespace or view.key.namespace, ref.name, ref.port)
+
+
+def ext_authz_per_route(view: PolicyView) -> dict:
+    """The policy's authorizer as this route's ext_authz service; a body is forwarded whole or not at all.
+
+    `allowPartialMessage: false`: a body over `forwardBody.maxSize` is refused (413), never sent
+    truncated, since an authorizer judging half a JSON-RPC message could be fooled (fail closed)."""
+    auth = view.external_auth
+    cluster = ext_authz_cluster(view)
+    ref = auth.backend_ref
+    authority = f"{ref.name}.{ref.namespace or view.key.namespace}.svc.cluster.local"
+    if auth.protocol == "GRPC":
+        settings: dict = {"grpcService": {"envoyGrpc": {"clusterName": cluster, "authority": authority},
+                                          "timeout": EXT_AUTHZ_TIMEOUT}}
+    else:
+        settings = {"httpService": _http_service(auth, cluster, f"http://{authority}:{ref.port or 80}")}
+    if auth.forward_body is not None and auth.forward_body.max_size:
+        settings["withRequestBody"] = {"maxRequestBytes": auth.forward_body.max_size, "allowPartialMessage": False}
+    return {"@type": EXT_AUTHZ_PER_ROUTE_TYPE, "checkSettings": settings}
+
+
+def _http_service(auth: ExternalAuth, cluster: str, uri: str) -> dict:
+    service: dict = {"serverUri": {"uri": uri, "cluster": cluster, "timeout": EXT_AUTHZ_TIMEOUT}}
+    if auth.http.path:
+        service["pathPrefix"] = auth.http.path
+    if auth.http.allowed_response_headers:
+        service["authorizationResponse"] = {"allowedUpstreamHeaders": {"patterns": [
+            {"exact": h, "ignoreCase": True} for h in auth.http.allowed_response_headers]}}
+    return service
 
 
 def route_config_name(port: int) -> str:
@@ -52,9 +144,9 @@ def _virtual_host(graph: AuthorizationGraph, gateway: ResourceKey, domain: str, 
             routes.append((route_order(node, match, index), _route(graph, rid, node, match)))
     vhost = {"name": f"{gateway.ref}/{domain}", "domains": [domain],
              "routes": [route for _, route in sorted(routes, key=lambda r: r[0])]}
-    rbac = level_rbac(policies_on(graph, fragments.gateway_node(gateway), listener), stat_prefix="gateway_")
-    if rbac is not None:
-        vhost["typedPerFilterConfig"] = {GATEWAY_RBAC_FILTER: rbac}
+    configs = level_filter_configs(policies_on(graph, fragments.gateway_node(gateway), listener), GATEWAY)
+    if configs:
+        vhost["typedPerFilterConfig"] = configs
     return vhost
 
 
@@ -118,9 +210,9 @@ def _weighted_clusters(graph: AuthorizationGraph, rid: str) -> list[dict]:
             entry = {"name": xbackend_cluster_name(key.namespace, key.name), "weight": data["weight"]}
             if backend["hostname"]:
                 entry["hostRewriteLiteral"] = backend["hostname"]
-            rbac = level_rbac(policies_on(graph, bid, None), stat_prefix="backend_")
-            if rbac is not None:
-                entry["typedPerFilterConfig"] = {BACKEND_RBAC_FILTER: rbac}
+            configs = level_filter_configs(policies_on(graph, bid, None), BACKEND)
+            if configs:
+                entry["typedPerFilterConfig"] = configs
         else:
             entry = {"name": service_cluster_name(key.namespace, key.name, data["port"]), "weight": data["weight"]}
         clusters.append(entry)
