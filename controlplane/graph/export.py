@@ -64,15 +64,15 @@ def to_dot(graph: AuthorizationGraph) -> str:
 def _label(node: str, data: dict) -> str:
     kind, _, rest = node.partition(":")
     if kind == "listener":
-        return f"listener {data.get('name')}\\n{data.get('protocol')} :{data.get('port')}"
+        return f"listener {data.get('name')}\n{data.get('protocol')} :{data.get('port')}"
     if kind == "route":
         paths = [f"{m.path.type} {m.path.value}" for m in data.get("matches", ()) if m.path is not None]
-        return f"route {rest}\\n" + "\\n".join(paths)
+        return f"route {rest}\n" + "\n".join(paths)
     if kind == "policy":
-        return f"policy {rest}\\n{data.get('action')}{'' if data.get('effective') else ' (not accepted)'}"
+        return f"policy {rest}\n{data.get('action')}{'' if data.get('effective') else ' (not accepted)'}"
     if kind == "identity" and data.get("any"):
         return "any caller"
-    return f"{kind}\\n{rest}"
+    return f"{kind}\n{rest}"
 
 
 def _route_label(graph: AuthorizationGraph, u: str, v: str, data: dict) -> str:

@@ -125,6 +125,7 @@ def test_graph_json_and_dot_render_with_graphviz(tmp_path, capsys):
     assert main(["graph", "--config", QUICKSTART, "--format", "dot"]) == 0
     dot = capsys.readouterr().out
     assert dot.startswith("digraph authorization {") and "math-tools" in dot
+    assert "\\\\n" not in dot  # labels break lines, not print a backslash
     if shutil.which("dot") is None:
         pytest.skip("Graphviz `dot` is not installed (.ci/run installs Debian's graphviz)")
     png = tmp_path / "graph.png"
