@@ -37,7 +37,16 @@ def compile_expression(expression: str) -> celpy.Runner:
         ast = env.compile(expression)
     except celpy.CELParseError as err:
         raise CELError(f"invalid CEL expression: {err}".splitlines()[0]) from None
+    _check_enforceable(expression)
     return env.program(ast)
+
+
+def _check_enforceable(expression: str) -> None:
+    """Refuse what Envoy cannot enforce (e.g. comprehension macros), so a policy fails admission with
+    InvalidCEL instead of failing its Gateway's translation later."""
+    from controlplane.api.cel_ast import compile_condition
+
+    compile_condition(expression)
 
 
 def evaluate(expression: str, request: Mapping[str, Any]) -> bool:

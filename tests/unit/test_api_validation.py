@@ -126,3 +126,11 @@ def test_v0alpha0_cel_keeps_expression_and_mixed_external_auth_is_refused():
     with pytest.raises(InvalidResource) as err:
         parse_object(mixed)
     assert "split it" in err.value.problems[0].message
+
+
+def test_cel_that_envoy_cannot_enforce_fails_admission():
+    from controlplane.api.cel import CELError, compile_expression
+
+    compile_expression("request.headers['x'].startsWith('a') && has(request.headers.y)")
+    with pytest.raises(CELError, match="not supported in enforcement"):
+        compile_expression("request.headers.exists(h, h == 'x')")
