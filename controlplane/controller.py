@@ -60,7 +60,6 @@ class Publisher:
         self.serializer = SerializingCache()
         self.published: dict[str, ResourceKey] = {}
         self.ready = False
-        self.problems: dict[str, list[Problem]] = {}
         kwargs = {"registry": registry} if registry is not None else {}
         self._build_seconds = Histogram("agentic_translate_seconds", "Time to build and serialize all snapshots",
                                         **kwargs)
@@ -94,23 +93,16 @@ class Publisher:
         self._build_seconds.observe(time.perf_counter() - started)
 
     def _build(self, gateway: ResourceKey) -> list[XdsResource]:
-        built = gateway_resources(self.graph, gateway, secrets=[])
-        resources = [self.serializer.get(r) for r in built]
-        if any(r.type_url == types.LISTENER and _has_tls(r) for r in built):
-            resources += self._secrets(gateway)
-        return resources
+        built = gateway_resources(self.graph, gateway, secrets=self._secrets(gateway))
+        return [self.serializer.get(r) for r in built]
 
-    def _secrets(self, gateway: ResourceKey) -> list[XdsResource]:
+    def _secrets(self, gateway: ResourceKey) -> list[Resource]:
+        """The gateway's server certificate and the trust bundle, for its mTLS listeners (SDS)."""
         spiffe_id = xds_auth.proxy_identity_for_gateway(self.graph.trust_domain, gateway.namespace, gateway.name)
         identity = self.certificates.get(spiffe_id)
-        bundle = self.certificates.bundle_pem
         secrets = (sds.tls_certificate_secret(sds.SERVER_CERT_SECRET, identity),
-                   sds.validation_context_secret(sds.TRUST_BUNDLE_SECRET, bundle))
-        return [self.serializer.get(Resource(types.SECRET, s.name, s.to_dict())) for s in secrets]
-
-
-def _has_tls(resource: Resource) -> bool:
-    return any("transportSocket" in chain for chain in resource.payload.get("filterChains", []))
+                   sds.validation_context_secret(sds.TRUST_BUNDLE_SECRET, self.certificates.bundle_pem))
+        return [Resource(types.SECRET, s.name, s.to_dict()) for s in secrets]
 
 
 class ControlPlane:
