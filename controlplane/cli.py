@@ -317,7 +317,8 @@ def run_bootstrap(args: argparse.Namespace) -> int:
     out = Path(args.out)
     write_identity(out, ca.issue(identity_id, ttl=_hours(args.ttl_hours)), ca.bundle_pem)
     path = write_bootstrap(out, node_id=node_id, node_cluster=node_id.split("~", 1)[0], xds_host=host,
-                           xds_port=port, admin_port=args.admin_port, trust_domain=ca.trust_domain)
+                           xds_port=port, admin_port=args.admin_port, trust_domain=ca.trust_domain,
+                           delta=args.delta)
     print(f"wrote {path} for node {node_id} (identity {identity_id})")
     print((out / "run.txt").read_text().strip())
     return 0
@@ -461,6 +462,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-port", type=int, default=15000)
     p.add_argument("--ttl-hours", type=float, default=24.0)
     p.add_argument("--trust-domain", help="for a new state dir (default cluster.local)")
+    p.add_argument("--delta", action="store_true", help="incremental ADS (api_type DELTA_GRPC) instead of SotW")
     p.set_defaults(run=run_bootstrap)
     return parser
 

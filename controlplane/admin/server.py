@@ -69,12 +69,18 @@ class AdminServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def syncz(self, request: web.Request) -> web.Response:
-        """Per connected proxy and type: versions sent and ACKed, status, NACK error (Istio syncz)."""
+        """Per connected proxy and type: versions sent and ACKed, status, NACK error (Istio syncz).
+
+        Delta streams (``"variant": "delta"``) also list per-resource versions: ``resources_sent``
+        (what the client holds as far as the server knows), ``resources_acked`` and
+        ``resources_rejected`` (NACKed and parked until the resource changes).
+        """
         proxies = []
         for conn in self.xds.connections():
             proxies.append(
                 {
                     "proxy": conn.node_id,
+                    "variant": conn.variant,
                     "node_key": conn.node_key,
                     "stream_id": conn.stream_id,
                     "peer": conn.peer,
@@ -91,6 +97,7 @@ class AdminServer:
                             "subscribed": list(t.subscribed),
                             "error": t.last_nack_error if t.status == "ERROR" else None,
                             "last_nack_error": t.last_nack_error,
+                            **(_delta_resources(t) if conn.variant == "delta" else {}),
                         }
                         for t in conn.types
                     ],
@@ -124,6 +131,14 @@ class AdminServer:
             if conn.node_id == proxy:
                 return conn.node_key
         return proxy if self.xds.cache.is_ready(proxy) else None
+
+
+def _delta_resources(t: Any) -> dict[str, Any]:
+    return {
+        "resources_sent": dict(t.resources_sent),
+        "resources_acked": dict(t.resources_acked),
+        "resources_rejected": dict(t.resources_rejected),
+    }
 
 
 def _dump_resource(resource: Any) -> dict[str, Any]:

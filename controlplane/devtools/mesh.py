@@ -40,11 +40,12 @@ class LocalMesh:
     """Start with `with LocalMesh(workdir) as mesh:`; `mesh.client("math-agent")` calls through the gateway."""
 
     def __init__(self, workdir: Path, *, config: Path = QUICKSTART, gateway: str = "quickstart/agent-gateway",
-                 gateway_port: int = 10443, mcp_port: int = 3001):
+                 gateway_port: int = 10443, mcp_port: int = 3001, delta: bool = False):
         self.workdir = Path(workdir)
         self.config = self.workdir / "config"
         self.state = self.workdir / "state"
         self.gateway = gateway
+        self.delta = delta  # the gateway's Envoy uses incremental ADS (`bootstrap --delta`)
         self.ports = Ports()
         self._source = config
         self._template_ports = {"gateway": gateway_port, "mcp": mcp_port}
@@ -73,7 +74,8 @@ class LocalMesh:
         self.start_control_plane()
         bootstrap_dir = self.workdir / "gateway"
         self._cli("bootstrap", "--xds-address", f"127.0.0.1:{self.ports.xds}", "--state-dir", str(self.state),
-                  "--gateway", self.gateway, "--out", str(bootstrap_dir), "--admin-port", "0")
+                  "--gateway", self.gateway, "--out", str(bootstrap_dir), "--admin-port", "0",
+                  *(["--delta"] if self.delta else []))
         self.envoy = EnvoyProcess.start(bootstrap_dir / "envoy.yaml", log_path=self.workdir / "envoy.log")
         self.envoy.wait_ready(timeout=30)
         wait_for_port(self.ports.gateway, what="gateway listener")

@@ -137,10 +137,10 @@ def _ads_source() -> dict:
     return {"ads": {}, "resource_api_version": "V3"}
 
 
-def _dynamic_resources() -> dict:
+def _dynamic_resources(*, delta: bool = False) -> dict:
     return {
         "ads_config": {
-            "api_type": "GRPC",
+            "api_type": "DELTA_GRPC" if delta else "GRPC",
             "transport_api_version": "V3",
             "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
             "set_node_on_first_message_only": True,
@@ -160,8 +160,11 @@ def render_bootstrap(
     credentials_dir: Path,
     trust_domain: str,
     control_plane_spiffe_id: str | None = None,
+    delta: bool = False,
 ) -> dict:
     """An Envoy v3 bootstrap (a YAML-able dict) for one proxy. Pure: reads and writes nothing.
+
+    ``delta=True`` makes the ADS stream incremental (``api_type: DELTA_GRPC``) instead of state of the world.
 
     ``credentials_dir`` must be where ``cert.pem``, ``key.pem``, ``bundle.pem`` and the SDS files from
     ``render_sds_files`` will be; paths are made absolute because Envoy resolves them from its cwd.
@@ -172,7 +175,7 @@ def render_bootstrap(
     return {
         "node": {"id": node_id, "cluster": node_cluster},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
-        "dynamic_resources": _dynamic_resources(),
+        "dynamic_resources": _dynamic_resources(delta=delta),
         "static_resources": {"clusters": [_xds_cluster(xds_host=xds_host, xds_port=xds_port, tls=tls)]},
         "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}]},
     }

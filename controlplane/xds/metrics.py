@@ -19,8 +19,12 @@ class XdsMetrics:
     def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.connected_proxies = Gauge("xds_connected_proxies", "ADS streams currently open.", registry=r)
-        self.pushes = Counter("xds_pushes", "DiscoveryResponses sent.", ["type"], registry=r)
+        self.connected_proxies = Gauge(
+            "xds_connected_proxies", "ADS streams currently open (SotW and delta).", registry=r
+        )
+        self.pushes = Counter(
+            "xds_pushes", "DiscoveryResponses and DeltaDiscoveryResponses sent.", ["type"], registry=r
+        )
         self.push_time = Histogram(
             "xds_push_time_seconds",
             "Time to encode and write one DiscoveryResponse.",
@@ -29,6 +33,22 @@ class XdsMetrics:
             registry=r,
         )
         self.nacks = Counter("xds_nacks", "Responses rejected by a client (NACK).", ["type"], registry=r)
+        self.acks = Counter("xds_acks", "Responses accepted by a client (ACK).", ["type"], registry=r)
+        self.delta_streams = Gauge(
+            "xds_delta_streams", "Incremental (delta) ADS streams currently open.", registry=r
+        )
+        self.delta_resources_sent = Counter(
+            "xds_delta_resources_sent",
+            "Resources carried by delta responses (upserts).",
+            ["type"],
+            registry=r,
+        )
+        self.delta_resources_removed = Counter(
+            "xds_delta_resources_removed",
+            "Names carried in removed_resources of delta responses.",
+            ["type"],
+            registry=r,
+        )
         self.stale_nonces = Counter(
             "xds_stale_nonces",
             "Requests ignored because their nonce was not the latest.",

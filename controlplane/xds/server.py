@@ -1,4 +1,4 @@
-"""The gRPC Aggregated Discovery Service (state of the world) on grpc.aio.
+"""The gRPC Aggregated Discovery Service on grpc.aio: state of the world and incremental (delta).
 
 Requests are parsed with envoy-data-plane's betterproto2 classes (they are small);
 responses leave as bytes built from the cache's pre-encoded resources, through a
@@ -14,13 +14,15 @@ import inspect
 import itertools
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
-from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest
+from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
 
 from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.delta import RemovalPolicy
+from controlplane.xds.delta_stream import DeltaAdsStream
 from controlplane.xds.metrics import XdsMetrics
 from controlplane.xds.peer import peer_identity
 from controlplane.xds.stream import AdsStream, ConnectionInfo, ProtocolViolation
@@ -53,8 +55,11 @@ class XdsServer:
         authorize: Authorize,
         metrics: XdsMetrics | None = None,
         control_plane_id: str | None = None,
+        delta_policies: Mapping[str, RemovalPolicy] | None = None,
     ) -> None:
+        """``delta_policies`` overrides delta.DEFAULT_POLICIES (removed_resources per type URL)."""
         self.cache = cache
+        self._delta_policies = dict(delta_policies or {})
         self.metrics = metrics if metrics is not None else XdsMetrics()
         self._authorize = authorize
         self._control_plane_id = (
@@ -103,26 +108,32 @@ class XdsServer:
                 ),
                 "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
                     self._delta_aggregated,
-                    request_deserializer=_passthrough,
+                    request_deserializer=DeltaDiscoveryRequest.parse,
                     response_serializer=_passthrough,
                 ),
             },
         )
 
-    async def _delta_aggregated(self, request_iterator: AsyncIterator[bytes], context: Any) -> None:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "delta xDS is not served yet; use SotW ADS")
+    async def _delta_aggregated(self, request_iterator: AsyncIterator[Any], context: Any) -> None:
+        await self._serve(request_iterator, context, delta=True)
 
     async def _stream_aggregated(self, request_iterator: AsyncIterator[Any], context: Any) -> None:
+        await self._serve(request_iterator, context, delta=False)
+
+    async def _serve(self, request_iterator: AsyncIterator[Any], context: Any, *, delta: bool) -> None:
         requests = aiter(request_iterator)
         try:
             first = await anext(requests)
         except StopAsyncIteration:
             return
-        stream = await self._admit(first, context)
+        stream = await self._admit(first, context, delta=delta)
         self._streams[stream.stream_id] = stream
         self.metrics.connected_proxies.inc()
+        if delta:
+            self.metrics.delta_streams.inc()
         log.info(
-            "stream %d open: node %s key %s peer %s",
+            "%s stream %d open: node %s key %s peer %s",
+            stream.variant,
             stream.stream_id,
             stream.node_id,
             stream.node_key,
@@ -135,9 +146,11 @@ class XdsServer:
         finally:
             del self._streams[stream.stream_id]
             self.metrics.connected_proxies.dec()
+            if delta:
+                self.metrics.delta_streams.dec()
             log.info("stream %d closed: node %s", stream.stream_id, stream.node_id)
 
-    async def _admit(self, first: Any, context: Any) -> AdsStream:
+    async def _admit(self, first: Any, context: Any, *, delta: bool = False) -> AdsStream:
         """Validate the first request and authorize the client, or abort the RPC."""
         node = first.node
         if node is None or not node.id:  # R3
@@ -156,7 +169,9 @@ class XdsServer:
             await self._reject(
                 context, grpc.StatusCode.PERMISSION_DENIED, str(exc) or "not authorized", "auth"
             )
-        return AdsStream(
+        extra: dict[str, Any] = {"policies": self._delta_policies} if delta else {}
+        return (DeltaAdsStream if delta else AdsStream)(
+            **extra,
             stream_id=next(self._stream_ids),
             node_id=node.id,
             node_key=node_key,

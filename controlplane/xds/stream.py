@@ -43,6 +43,10 @@ class TypeInfo:
     nonce_sent: str
     status: str
     last_nack_error: str | None
+    # delta streams only: per-resource versions (name, version), sorted by name
+    resources_sent: tuple[tuple[str, str], ...] = ()
+    resources_acked: tuple[tuple[str, str], ...] = ()
+    resources_rejected: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,7 @@ class ConnectionInfo:
     peer_identity: str | None
     connected_since: float  # wall-clock seconds since the epoch
     types: tuple[TypeInfo, ...]
+    variant: str = "sotw"  # "sotw" or "delta"
 
 
 def to_request(message: Any) -> Request:
@@ -75,6 +80,8 @@ def to_request(message: Any) -> Request:
 
 class AdsStream:
     """Serves one client for the lifetime of its ADS stream."""
+
+    variant = "sotw"
 
     def __init__(
         self,
@@ -171,9 +178,11 @@ class AdsStream:
                 state.version_sent,
                 request.error_message,
             )
-        elif kind is RequestKind.ACK and state.sent_stamp is not None:
-            self._metrics.convergence_time.labels(label).observe(time.monotonic() - state.sent_stamp)
-            state.sent_stamp = None
+        elif kind is RequestKind.ACK:
+            self._metrics.acks.labels(label).inc()
+            if state.sent_stamp is not None:
+                self._metrics.convergence_time.labels(label).observe(time.monotonic() - state.sent_stamp)
+                state.sent_stamp = None
 
     async def _send(self, responses: list[Response], stamp: float | None) -> None:
         for response in responses:
@@ -195,7 +204,7 @@ class AdsStream:
             self._metrics.push_time.labels(label).observe(time.perf_counter() - started)
 
     def info(self) -> ConnectionInfo:
-        types = tuple(_type_info(self.states[t]) for t in push_order(self.states))
+        types = tuple(self._type_info(self.states[t]) for t in push_order(self.states))
         return ConnectionInfo(
             self.stream_id,
             self.node_id,
@@ -204,7 +213,12 @@ class AdsStream:
             self.peer_identity,
             self.connected_since,
             types,
+            self.variant,
         )
+
+    @staticmethod
+    def _type_info(state: Any) -> TypeInfo:
+        return _type_info(state)
 
 
 def _type_info(state: TypeState) -> TypeInfo:

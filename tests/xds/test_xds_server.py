@@ -105,18 +105,6 @@ async def test_authorize_may_be_async_and_picks_the_snapshot(cache):
         await server.stop(None)
 
 
-async def test_delta_is_unimplemented(server):
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        call = channel.stream_stream(
-            "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
-            request_serializer=bytes,
-            response_deserializer=bytes,
-        )(iter([b""]))
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await call.read()
-        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
 async def test_nack_is_recorded_counted_and_not_answered(server, connect, cache):
     cache.set_snapshot("test-node", snapshot_of({LISTENER: "L"}))
     async with connect() as client:
