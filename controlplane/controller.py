@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from controlplane.api.base import Problem, ResourceKey
 from controlplane.api.gateway import OUR_CONTROLLER
@@ -29,7 +29,6 @@ from controlplane.translate.gateway import Resource, gateway_resources
 from controlplane.translate.serialize import SerializingCache
 from controlplane.xds import resources as types
 from controlplane.xds.cache import Snapshot, SnapshotCache
-from controlplane.xds.resources import XdsResource
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +59,18 @@ class Publisher:
         self.serializer = SerializingCache()
         self.published: dict[str, ResourceKey] = {}
         self.ready = False
-        kwargs = {"registry": registry} if registry is not None else {}
+        self.skipped = 0  # gateways a publish left alone because nothing they are built from changed
+        self._reach: dict[str, set[ResourceKey]] = {}
+        self._cache_keys: dict[str, set[str]] = {}
+        registry = registry if registry is not None else CollectorRegistry()
         self._build_seconds = Histogram("agentic_translate_seconds", "Time to build and serialize all snapshots",
-                                        **kwargs)
-        self._failures = Counter("agentic_translate_failures_total", "Gateways whose translation failed", **kwargs)
-        self._gateways = Gauge("agentic_gateways", "Managed Gateways with a published config", **kwargs)
+                                        registry=registry)
+        self._failures = Counter("agentic_translate_failures_total", "Gateways whose translation failed",
+                                 registry=registry)
+        self._gateways = Gauge("agentic_gateways", "Managed Gateways with a published config", registry=registry)
 
-    def publish(self) -> None:
+    def publish(self, changed: set[ResourceKey] | None = None) -> None:
+        """Rebuild the Gateways that `changed` (recomputed graph fragments) can affect; all when None."""
         started = time.perf_counter()
         self.serializer.begin()
         wanted: dict[str, ResourceKey] = {}
@@ -76,25 +80,55 @@ class Publisher:
                 continue
             node_id = xds_auth.node_id_for_gateway(gateway.namespace, gateway.name)
             wanted[node_id] = gateway.key
+            reach = self.reach(gateway.key)
+            if changed is not None and self._untouched(node_id, reach, changed):
+                self.serializer.keep(self._cache_keys[node_id])
+                self.skipped += 1
+                continue
             try:
-                snapshot = Snapshot(self._build(gateway.key))
+                built, self._cache_keys[node_id] = self.serializer.get_tracked(self._resources(gateway.key))
             except Exception:  # a bug in one gateway's translation must not stop the others
                 log.exception("translation of %s failed; it keeps its last config", gateway.key)
                 self._failures.inc()
                 continue
+            self._reach[node_id] = reach
+            snapshot = Snapshot(built)
             if self.cache.get(node_id) != snapshot:
                 self.cache.set_snapshot(node_id, snapshot)
         self.serializer.end()
         for node_id in set(self.published) - set(wanted):
             self.cache.remove(node_id)
+            self._reach.pop(node_id, None)
+            self._cache_keys.pop(node_id, None)
         self.published = wanted
         self.ready = True
         self._gateways.set(len(wanted))
         self._build_seconds.observe(time.perf_counter() - started)
 
-    def _build(self, gateway: ResourceKey) -> list[XdsResource]:
-        built = gateway_resources(self.graph, gateway, secrets=self._secrets(gateway))
-        return [self.serializer.get(r) for r in built]
+    def reach(self, gateway: ResourceKey) -> set[ResourceKey]:
+        """The resources whose graph fragments a Gateway's config is built from: itself, its routes, the
+        backends they send to, and the policies attached to any of these."""
+        graph = self.graph.graph
+        gid = f"gateway:{gateway.ref}"
+        keys, targets = {gateway}, [gid]
+        for _, lid, edge in graph.out_edges(gid, data=True):
+            for _, rid, data in graph.out_edges(lid, data=True) if edge["rel"] == "listener" else ():
+                keys.add(graph.nodes[rid]["route"])
+                for _, bid, bdata in graph.out_edges(rid, data=True):
+                    if bdata["rel"] == "backend":
+                        keys.add(graph.nodes[bid]["key"])
+                        targets.append(bid)
+        for target in targets:
+            keys |= {graph.nodes[pid]["key"] for pid, _, d in graph.in_edges(target, data=True)
+                     if d["rel"] == "attached"}
+        return keys
+
+    def _untouched(self, node_id: str, reach: set[ResourceKey], changed: set[ResourceKey]) -> bool:
+        previous = self._reach.get(node_id)
+        return previous is not None and self.cache.get(node_id) is not None and not (changed & (reach | previous))
+
+    def _resources(self, gateway: ResourceKey) -> list[Resource]:
+        return gateway_resources(self.graph, gateway, secrets=self._secrets(gateway))
 
     def _secrets(self, gateway: ResourceKey) -> list[Resource]:
         """The gateway's server certificate and the trust bundle, for its mTLS listeners (SDS)."""
@@ -168,8 +202,8 @@ class ControlPlane:
     def published_gateways(self) -> list[ResourceKey]:
         return list(self.publisher.published.values()) if self.publisher else []
 
-    def _publish(self) -> None:
-        self.publisher.publish()
+    def _publish(self, changed: set[ResourceKey] | None = None) -> None:
+        self.publisher.publish(changed)
         for hook in self.after_publish:
             hook()
 
@@ -183,7 +217,7 @@ class ControlPlane:
                 self.problems.pop(origin, None)
         dirty = self.graph.apply(change)
         if publish and (dirty or not self.publisher.ready or change.synced):
-            self._publish()
+            self._publish(dirty if self.publisher.ready else None)
         self.applied.set()
 
     async def stop(self) -> None:

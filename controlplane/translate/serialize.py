@@ -31,35 +31,50 @@ ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.Route"
 
 class SerializingCache:
     def __init__(self) -> None:
-        self._entries: dict[str, XdsResource] = {}
+        self._entries: dict[str, tuple[XdsResource, frozenset[str]]] = {}  # key -> (resource, its parts' keys)
         self._parts: dict[str, bytes] = {}
         self._used: set[str] = set()
+        self._building: set[str] = set()
         self.hits = 0
         self.misses = 0
 
     def begin(self) -> None:
-        """Start a build: entries not requested before `end()` are evicted."""
+        """Start a build: entries not requested (or kept) before `end()` are evicted."""
         self._used = set()
 
     def end(self) -> None:
         self._entries = {k: v for k, v in self._entries.items() if k in self._used}
         self._parts = {k: v for k, v in self._parts.items() if k in self._used}
 
+    def keep(self, keys: set[str]) -> None:
+        """Keep the entries behind `keys` (from `get_tracked`) through this build without rebuilding them."""
+        self._used |= keys
+
+    def get_tracked(self, resources: list[Resource]) -> tuple[list[XdsResource], set[str]]:
+        """`get` for each resource, and the cache keys they used, for `keep` in a later build."""
+        before = set(self._used)
+        self._used = set()
+        built = [self.get(r) for r in resources]
+        used, self._used = self._used, before | self._used
+        return built, used
+
     def get(self, resource: Resource) -> XdsResource:
         if not isinstance(resource.payload, dict):
             return XdsResource.from_message(resource.name, resource.payload)
         key = _fingerprint(resource)
-        self._used.add(key)
         cached = self._entries.get(key)
         if cached is not None:
             self.hits += 1
-            return cached
+            self._used |= {key, *cached[1]}
+            return cached[0]
         self.misses += 1
+        self._building = set()
         if resource.type_url == types.ROUTE:
             built = XdsResource(resource.type_url, resource.name, self._route_configuration(resource.payload))
         else:
             built = to_xds_resource(resource)
-        self._entries[key] = built
+        self._entries[key] = (built, frozenset(self._building))
+        self._used.add(key)
         return built
 
     def _route_configuration(self, payload: dict) -> bytes:
@@ -76,6 +91,7 @@ class SerializingCache:
         """The bytes of one sub-message, serialized once per distinct content."""
         key = _fingerprint(Resource(type_url, "", payload))
         self._used.add(key)
+        self._building.add(key)
         if key not in self._parts:
             self._parts[key] = _serialize(type_url, payload)
         return self._parts[key]
