@@ -23,6 +23,7 @@ import yaml
 from controlplane.cli import main as cli
 from controlplane.devtools.envoy import EnvoyProcess, free_port
 from controlplane.devtools.mcp_client import RawMcpClient
+from controlplane.translate.bootstrap import ENVOY_FLAGS
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 TRUST_DOMAIN = "cluster.local"
@@ -76,7 +77,8 @@ class LocalMesh:
         self._cli("bootstrap", "--xds-address", f"127.0.0.1:{self.ports.xds}", "--state-dir", str(self.state),
                   "--gateway", self.gateway, "--out", str(bootstrap_dir), "--admin-port", "0",
                   *(["--delta"] if self.delta else []))
-        self.envoy = EnvoyProcess.start(bootstrap_dir / "envoy.yaml", log_path=self.workdir / "envoy.log")
+        self.envoy = EnvoyProcess.start(bootstrap_dir / "envoy.yaml", log_path=self.workdir / "envoy.log",
+                                        extra_args=ENVOY_FLAGS)
         self.envoy.wait_ready(timeout=30)
         wait_for_port(self.ports.gateway, what="gateway listener")
 

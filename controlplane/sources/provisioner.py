@@ -59,6 +59,7 @@ from controlplane.translate.bootstrap import (
     BOOTSTRAP_FILE,
     BUNDLE_SDS_FILE,
     CERT_SDS_FILE,
+    ENVOY_FLAGS,
     render_bootstrap,
     render_sds_files,
 )
@@ -362,7 +363,7 @@ def _deployment(
         "name": "envoy",
         "image": proxy_image,
         "command": ["envoy"],
-        "args": ["-c", f"{config_dir}/{BOOTSTRAP_FILE}", "--base-id", "0"],
+        "args": ["-c", f"{config_dir}/{BOOTSTRAP_FILE}", "--base-id", "0", *ENVOY_FLAGS],
         "ports": [
             {"name": f"listener-{p}"[:15], "containerPort": p, "protocol": "TCP"} for p in listener_ports
         ]

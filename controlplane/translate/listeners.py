@@ -44,6 +44,7 @@ ACCESS_LOG_FORMAT = {
     "tool": "%DYNAMIC_METADATA(envoy.filters.http.mcp:params:name)%",
     "status": "%RESPONSE_CODE%",
     "details": "%RESPONSE_CODE_DETAILS%",
+    "flags": "%RESPONSE_FLAGS%",  # e.g. UAEX: the external authorizer denied; UF: the backend was unreachable
     "gateway_rule": "%DYNAMIC_METADATA(envoy.filters.http.rbac:gateway_shadow_effective_policy_id)%",
     "backend_rule": "%DYNAMIC_METADATA(envoy.filters.http.rbac:backend_shadow_effective_policy_id)%",
     "gateway_extauth_rule": f"%DYNAMIC_METADATA(envoy.filters.http.rbac:{GATEWAY.delegated_key})%",

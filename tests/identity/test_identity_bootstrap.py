@@ -79,7 +79,8 @@ def test_write_bootstrap_files_and_run_command(tmp_path, ca):
     assert yaml.safe_load(path.read_text())["node"]["id"] == node
     assert "&id" not in path.read_text()
     command = [line for line in (out / "run.txt").read_text().splitlines() if not line.startswith("#")]
-    assert shlex.split(command[0])[1:] == ["-c", str(path), "--base-id", str(base_id_for(node))]
+    assert shlex.split(command[0])[1:] == ["-c", str(path), "--base-id", str(base_id_for(node)),
+                                          "--file-flush-interval-msec", "1000"]
     assert sorted(p.name for p in (tmp_path / "creds").iterdir()) == [
         "bundle.pem", "cert.pem", "key.pem", "sds-xds-client-cert.yaml", "sds-xds-trust-bundle.yaml"]
 

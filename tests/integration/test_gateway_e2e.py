@@ -191,3 +191,27 @@ async def test_xds_serves_a_gateway_config_only_to_that_gateways_credentials(mes
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await first_response("spiffe://cluster.local/ns/quickstart/sa/math-agent")
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_every_decision_is_in_the_access_log_at_run_time(mesh):
+    import json
+
+    async with mesh.client("math-agent") as client:
+        await client.initialize()
+        assert (await client.call_tool("get-sum", ARGS["get-sum"])).error is None
+        assert (await client.call_tool("echo", ARGS["echo"])).error == DENIED
+    deadline = time.monotonic() + 10
+
+    def entries():
+        lines = [line for line in mesh.log("envoy.log").splitlines() if line.startswith("{")]
+        return [json.loads(line) for line in lines if '"tools/call"' in line]
+
+    while len(entries()) < 2:
+        assert time.monotonic() < deadline, "the access log did not show both calls within 10 s"
+        await asyncio.sleep(0.2)
+    allowed, denied = sorted(entries(), key=lambda e: e["tool"] != "get-sum")
+    caller = "spiffe://cluster.local/ns/quickstart/sa/math-agent"
+    assert allowed["caller"] == denied["caller"] == caller
+    assert allowed["backend_rule"] == "quickstart/everything-tool-grants#math-tools" and allowed["status"] == 200
+    assert denied["tool"] == "echo" and denied["backend_rule"] is None
+    assert denied["details"].startswith("rbac_access_denied")

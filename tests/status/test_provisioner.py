@@ -101,7 +101,7 @@ def test_rendered_objects_are_valid_kubernetes_objects_owned_by_the_gateway():
     assert pod.security_context.run_as_non_root and pod.security_context.sysctls[0].value == "0"
     (container,) = pod.containers
     assert container.image == "envoyproxy/envoy:v1.40-latest"
-    assert container.args == ["-c", "/etc/envoy/envoy.yaml", "--base-id", "0"]
+    assert container.args == ["-c", "/etc/envoy/envoy.yaml", "--base-id", "0", "--file-flush-interval-msec", "1000"]
     assert container.readiness_probe.http_get.path == "/ready"
     assert container.security_context.read_only_root_filesystem is True
     assert container.security_context.allow_privilege_escalation is False
