@@ -182,14 +182,6 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kube_api(args: argparse.Namespace):
-    from controlplane.sources.kubeapi import KubeApi
-
-    if args.in_cluster:
-        return KubeApi.from_in_cluster()
-    return KubeApi.from_kubeconfig(path=args.kubeconfig, context=args.context)
-
-
 def _control_plane_account(args: argparse.Namespace) -> tuple[str, str]:
     """The control plane's namespace and ServiceAccount: flags, else the pod's (downward API), else defaults."""
     import os
@@ -201,62 +193,32 @@ def _control_plane_account(args: argparse.Namespace) -> tuple[str, str]:
     return namespace, service_account
 
 
-async def _kubernetes_control_plane(args: argparse.Namespace, settings):
-    """`serve --in-cluster/--kubeconfig`: first the CA, shared by all replicas through the Secret named
-    by --ca-secret (unless that is empty: then the state dir's), then the control plane around it."""
-    from controlplane.identity.ca import CaStateError
-    from controlplane.identity.ca_secret import load_or_create_from_secret
+def _cluster_options(args: argparse.Namespace):
+    import os
 
-    ca = None
-    if args.ca_secret:
-        namespace, _ = _control_plane_account(args)
-        api = _kube_api(args)
-        try:
-            ca = await load_or_create_from_secret(api, namespace=namespace, name=args.ca_secret,
-                                                  trust_domain=settings.trust_domain)
-        except CaStateError as err:
-            raise UsageError(str(err)) from None
-        finally:
-            await api.close()
-    return _in_kubernetes(args, settings, ca=ca)
+    from controlplane.cluster import ClusterOptions
+
+    namespace, service_account = _control_plane_account(args)
+    return ClusterOptions(in_cluster=args.in_cluster, kubeconfig=args.kubeconfig, context=args.context,
+                          namespace=namespace, service_account=service_account, ca_secret=args.ca_secret,
+                          proxy_image=args.proxy_image,
+                          xds_service=os.environ.get("AGENTIC_CP_XDS_SERVICE") or args.xds_service)
+
+
+async def _kubernetes_control_plane(args: argparse.Namespace, settings):
+    from controlplane.cluster import cluster_control_plane
+    from controlplane.identity.ca import CaStateError
+
+    try:
+        return await cluster_control_plane(_cluster_options(args), settings)
+    except CaStateError as err:
+        raise UsageError(str(err)) from None
 
 
 def _in_kubernetes(args: argparse.Namespace, settings, *, ca=None):
-    """A control plane fed by a cluster, writing statuses (and, unless told not to, gateway infrastructure).
+    from controlplane.cluster import control_plane_for_cluster
 
-    ``ca``: the CA to issue from (see `_kubernetes_control_plane`); None keeps the state dir's own.
-    """
-    import dataclasses
-    import os
-    import socket
-
-    from controlplane.controller import ControlPlane
-    from controlplane.sources.cluster_sync import ClusterSync
-    from controlplane.sources.kubernetes import KubernetesSource
-    from controlplane.sources.leader import LeaderElector
-    from controlplane.sources.provisioner import GatewayProvisioner
-
-    namespace, service_account = _control_plane_account(args)
-    settings = dataclasses.replace(settings, namespace=namespace, service_account=service_account)
-    control_plane = ControlPlane(source=KubernetesSource(api_client_factory=lambda: _kube_api(args)),
-                                 settings=settings, ca=ca)
-    writer_api = _kube_api(args)
-    # One elector for the status writer and the provisioner: only the leader writes either.
-    elector = LeaderElector(api=writer_api, namespace=namespace,
-                            identity=os.environ.get("POD_NAME") or socket.gethostname())
-    provisioner = None
-    if args.proxy_image:
-        xds_service = os.environ.get("AGENTIC_CP_XDS_SERVICE") or args.xds_service
-        provisioner = GatewayProvisioner(api=writer_api, proxy_image=args.proxy_image, xds_address=xds_service,
-                                         trust_domain=settings.trust_domain, namespace_of_control_plane=namespace,
-                                         control_plane_service_account=service_account,
-                                         issuer=control_plane.certificates, elector=elector)
-    sync = ClusterSync(api=writer_api, graph=control_plane.graph, published=control_plane.published_gateways,
-                       namespace=namespace, identity=elector.identity, provisioner=provisioner, elector=elector,
-                       controller_name=settings.controller_names[0])
-    control_plane.after_publish.append(sync.mark_dirty)
-    control_plane.background.append(sync.run)
-    return control_plane
+    return control_plane_for_cluster(_cluster_options(args), settings, ca=ca)
 
 
 # --- identity and bootstrap ------------------------------------------------------------------------------
