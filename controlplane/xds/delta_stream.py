@@ -23,7 +23,7 @@ from controlplane.xds.delta import (
     plan_delta_pushes,
 )
 from controlplane.xds.resources import short_name
-from controlplane.xds.stream import AdsStream, ProtocolViolation, TypeInfo
+from controlplane.xds.stream import AdsStream, TypeInfo
 from controlplane.xds.wire import encode_delta_discovery_response, encode_delta_resource
 
 log = logging.getLogger(__name__)
@@ -55,28 +55,33 @@ class DeltaAdsStream(AdsStream):
         self._policies = dict(policies or {})
         self.states: dict[str, DeltaTypeState] = {}  # type: ignore[assignment]
 
-    async def _on_request(self, message: Any) -> None:
-        request = to_delta_request(message)
-        if not request.type_url:
-            raise ProtocolViolation("type_url is required on ADS")  # R2
-        state = self.states.get(request.type_url)
-        if state is None:
-            policy = self._policies.get(request.type_url) or default_policy(request.type_url)
-            state = self.states[request.type_url] = DeltaTypeState(request.type_url, policy)
-        kind = state.on_request(request)
-        self._account_delta(state, kind, request)
-        snapshot = self._cache.get(self.node_key)
-        if snapshot is not None:  # R32: not served before the first snapshot exists
-            await self._send(plan_delta_pushes(self.states, snapshot, [request.type_url]), time.monotonic())
+    @staticmethod
+    def _to_request(message: Any) -> DeltaRequest:
+        return to_delta_request(message)
 
-    async def _on_snapshot_change(self) -> None:
-        snapshot = self._cache.get(self.node_key)
-        if snapshot is not None:
-            await self._send(
-                plan_delta_pushes(self.states, snapshot, self.states), self._cache.set_at(self.node_key)
-            )
+    def _new_state(self, type_url: str) -> DeltaTypeState:
+        return DeltaTypeState(type_url, self._policies.get(type_url) or default_policy(type_url))
 
-    def _account_delta(self, state: DeltaTypeState, kind: DeltaKind, request: DeltaRequest) -> None:
+    @staticmethod
+    def _answers(kind: DeltaKind) -> bool:
+        return True  # R10: a stale nonce never stops a subscription change from being served
+
+    def _plan(self, snapshot: Any, type_urls: Any) -> list[DeltaResponse]:
+        return plan_delta_pushes(self.states, snapshot, type_urls)
+
+    def _encode(self, response: DeltaResponse, nonce: str) -> bytes:
+        return encode_delta_discovery_response(
+            system_version_info=response.system_version_info,
+            resources=[encode_delta_resource(name=r.name, version=r.version, any_bytes=r.any_bytes)
+                       for r in response.resources],
+            type_url=response.type_url, removed_resources=response.removed, nonce=nonce,
+            control_plane_id=self._control_plane_id)
+
+    def _count(self, response: DeltaResponse, label: str) -> None:
+        self._metrics.delta_resources_sent.labels(label).inc(len(response.resources))
+        self._metrics.delta_resources_removed.labels(label).inc(len(response.removed))
+
+    def _account(self, state: DeltaTypeState, kind: DeltaKind, request: DeltaRequest) -> None:  # type: ignore[override]
         label = short_name(state.type_url)
         if kind is DeltaKind.NACK:
             self._metrics.nacks.labels(label).inc()
@@ -93,31 +98,6 @@ class DeltaAdsStream(AdsStream):
             if state.sent_stamp is not None and request.response_nonce == state.nonce_sent:
                 self._metrics.convergence_time.labels(label).observe(time.monotonic() - state.sent_stamp)
                 state.sent_stamp = None
-
-    async def _send(self, responses: list[DeltaResponse], stamp: float | None) -> None:  # type: ignore[override]
-        for response in responses:
-            started = time.perf_counter()
-            self._nonce += 1
-            nonce = f"{self._nonce_prefix}{self._nonce:x}"
-            self.states[response.type_url].record_sent(response, nonce, stamp)  # R13: before writing
-            body = encode_delta_discovery_response(
-                system_version_info=response.system_version_info,
-                resources=[
-                    encode_delta_resource(name=r.name, version=r.version, any_bytes=r.any_bytes)
-                    for r in response.resources
-                ],
-                type_url=response.type_url,
-                removed_resources=response.removed,
-                nonce=nonce,
-                control_plane_id=self._control_plane_id,
-            )
-            await self._write(body)
-            label = short_name(response.type_url)
-            self._metrics.pushes.labels(label).inc()
-            self._metrics.delta_resources_sent.labels(label).inc(len(response.resources))
-            self._metrics.delta_resources_removed.labels(label).inc(len(response.removed))
-            self._metrics.config_size.labels(label).observe(len(body))
-            self._metrics.push_time.labels(label).observe(time.perf_counter() - started)
 
     @staticmethod
     def _type_info(state: Any) -> TypeInfo:

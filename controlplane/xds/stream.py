@@ -142,27 +142,50 @@ class AdsStream:
             self._inbox.put_nowait(_SNAPSHOT)
 
     async def _on_request(self, message: Any) -> None:
-        request = to_request(message)
+        request = self._to_request(message)
         if not request.type_url:
             raise ProtocolViolation("type_url is required on ADS")  # R2
         state = self.states.get(request.type_url)
         if state is None:
-            state = self.states[request.type_url] = TypeState(request.type_url)
+            state = self.states[request.type_url] = self._new_state(request.type_url)
         kind = state.on_request(request)
         self._account(state, kind, request)
-        if kind is RequestKind.STALE:
-            return  # R9: no response; the subscription change was kept for the next push
+        if not self._answers(kind):
+            return
         snapshot = self._cache.get(self.node_key)
         if snapshot is not None:  # R32: not served before the first snapshot exists
             # convergence of a request-driven push counts from the request, not the old snapshot
-            await self._send(plan_pushes(self.states, snapshot, [request.type_url]), time.monotonic())
+            await self._send(self._plan(snapshot, [request.type_url]), time.monotonic())
 
     async def _on_snapshot_change(self) -> None:
         snapshot = self._cache.get(self.node_key)
         if snapshot is not None:
-            await self._send(
-                plan_pushes(self.states, snapshot, self.states), self._cache.set_at(self.node_key)
-            )
+            await self._send(self._plan(snapshot, self.states), self._cache.set_at(self.node_key))
+
+    # --- what differs between the variants (the delta stream overrides these) ----------------------------
+
+    @staticmethod
+    def _to_request(message: Any) -> Request:
+        return to_request(message)
+
+    def _new_state(self, type_url: str) -> TypeState:
+        return TypeState(type_url)
+
+    @staticmethod
+    def _answers(kind: RequestKind) -> bool:
+        return kind is not RequestKind.STALE  # R9: no response; the subscription change was kept
+
+    def _plan(self, snapshot: Any, type_urls: Any) -> list[Response]:
+        return plan_pushes(self.states, snapshot, type_urls)
+
+    def _encode(self, response: Response, nonce: str) -> bytes:
+        return encode_discovery_response(version_info=response.version_info,
+                                         resources=[r.any_bytes for r in response.resources],
+                                         type_url=response.type_url, nonce=nonce,
+                                         control_plane_id=self._control_plane_id)
+
+    def _count(self, response: Any, label: str) -> None:
+        """Variant-specific metrics of one response sent."""
 
     def _account(self, state: TypeState, kind: RequestKind, request: Request) -> None:
         label = short_name(state.type_url)
@@ -184,22 +207,17 @@ class AdsStream:
                 self._metrics.convergence_time.labels(label).observe(time.monotonic() - state.sent_stamp)
                 state.sent_stamp = None
 
-    async def _send(self, responses: list[Response], stamp: float | None) -> None:
+    async def _send(self, responses: list[Any], stamp: float | None) -> None:
         for response in responses:
             started = time.perf_counter()
             self._nonce += 1
             nonce = f"{self._nonce_prefix}{self._nonce:x}"
             self.states[response.type_url].record_sent(response, nonce, stamp)  # R13: before writing
-            body = encode_discovery_response(
-                version_info=response.version_info,
-                resources=[r.any_bytes for r in response.resources],
-                type_url=response.type_url,
-                nonce=nonce,
-                control_plane_id=self._control_plane_id,
-            )
+            body = self._encode(response, nonce)
             await self._write(body)
             label = short_name(response.type_url)
             self._metrics.pushes.labels(label).inc()
+            self._count(response, label)
             self._metrics.config_size.labels(label).observe(len(body))
             self._metrics.push_time.labels(label).observe(time.perf_counter() - started)
 
