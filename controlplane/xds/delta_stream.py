@@ -8,8 +8,7 @@ at a time, no locks) and swaps the protocol: a ``DeltaTypeState`` per type URL
 
 from __future__ import annotations
 
-import logging
-import time
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,9 +24,6 @@ from controlplane.xds.delta import (
 from controlplane.xds.resources import short_name
 from controlplane.xds.stream import AdsStream, TypeInfo
 from controlplane.xds.wire import encode_delta_discovery_response, encode_delta_resource
-
-log = logging.getLogger(__name__)
-
 
 def to_delta_request(message: Any) -> DeltaRequest:
     """Reduce a betterproto2 DeltaDiscoveryRequest to the protocol's view of it."""
@@ -84,32 +80,14 @@ class DeltaAdsStream(AdsStream):
     def _account(self, state: DeltaTypeState, kind: DeltaKind, request: DeltaRequest) -> None:  # type: ignore[override]
         label = short_name(state.type_url)
         if kind is DeltaKind.NACK:
-            self._metrics.nacks.labels(label).inc()
-            log.warning(
-                "delta NACK from %s (%s) for %s nonce %s: %s",
-                self.node_id,
-                self.peer,
-                label,
-                request.response_nonce,
-                request.error_message,
-            )
+            self._record_nack(label, f"nonce {request.response_nonce}", request.error_message)
         elif kind is DeltaKind.ACK:
-            self._metrics.acks.labels(label).inc()
-            if state.sent_stamp is not None and request.response_nonce == state.nonce_sent:
-                self._metrics.convergence_time.labels(label).observe(time.monotonic() - state.sent_stamp)
-                state.sent_stamp = None
+            self._record_ack(state, label, converged=request.response_nonce == state.nonce_sent)
 
     @staticmethod
     def _type_info(state: Any) -> TypeInfo:
-        return TypeInfo(
-            type_url=state.type_url,
-            wildcard=state.subscription.wildcard,
-            subscribed=tuple(sorted(state.subscription.names)),
-            version_sent=state.version_sent,
-            version_acked=state.version_acked,
-            nonce_sent=state.nonce_sent,
-            status=state.status.value,
-            last_nack_error=state.last_nack_error,
+        return dataclasses.replace(
+            AdsStream._type_info(state),
             resources_sent=tuple(sorted(state.sent.items())),
             resources_acked=tuple(sorted(state.acked.items())),
             resources_rejected=tuple(sorted(state.rejected.items())),

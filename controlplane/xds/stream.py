@@ -192,20 +192,20 @@ class AdsStream:
         if kind is RequestKind.STALE:
             self._metrics.stale_nonces.labels(label).inc()
         elif kind is RequestKind.NACK:
-            self._metrics.nacks.labels(label).inc()
-            log.warning(
-                "NACK from %s (%s) for %s version %s: %s",
-                self.node_id,
-                self.peer,
-                label,
-                state.version_sent,
-                request.error_message,
-            )
+            self._record_nack(label, f"version {state.version_sent}", request.error_message)
         elif kind is RequestKind.ACK:
-            self._metrics.acks.labels(label).inc()
-            if state.sent_stamp is not None:
-                self._metrics.convergence_time.labels(label).observe(time.monotonic() - state.sent_stamp)
-                state.sent_stamp = None
+            self._record_ack(state, label, converged=True)
+
+    def _record_nack(self, label: str, what: str, error: str | None) -> None:
+        self._metrics.nacks.labels(label).inc()
+        log.warning("%s NACK from %s (%s) for %s %s: %s", self.variant, self.node_id, self.peer, label, what, error)
+
+    def _record_ack(self, state: Any, label: str, *, converged: bool) -> None:
+        """Count an ACK; when it answers the latest push, observe how long that push took to converge."""
+        self._metrics.acks.labels(label).inc()
+        if converged and state.sent_stamp is not None:
+            self._metrics.convergence_time.labels(label).observe(time.monotonic() - state.sent_stamp)
+            state.sent_stamp = None
 
     async def _send(self, responses: list[Any], stamp: float | None) -> None:
         for response in responses:
