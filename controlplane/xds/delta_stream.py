@@ -25,6 +25,7 @@ from controlplane.xds.resources import short_name
 from controlplane.xds.stream import AdsStream, TypeInfo
 from controlplane.xds.wire import encode_delta_discovery_response, encode_delta_resource
 
+
 def to_delta_request(message: Any) -> DeltaRequest:
     """Reduce a betterproto2 DeltaDiscoveryRequest to the protocol's view of it."""
     error = message.error_detail
