@@ -30,18 +30,19 @@ class Received:
     raw: DiscoveryResponse
 
 
-class AdsClient:
-    """One ADS stream. Use as an async context manager; ``node_id=None`` sends no node."""
+class StreamClient:
+    """The stream plumbing both ADS variants share: one RPC, requests queued, responses read in the
+    background. Subclasses name the RPC and the response type, and build their own requests."""
+
+    METHOD = ""
+    RESPONSE: type = DiscoveryResponse
 
     def __init__(self, target: str, *, node_id: str | None = "test-node", credentials=None) -> None:
         self.target = target
         self.node_id = node_id
         self._credentials = credentials
-        self._outbox: asyncio.Queue[DiscoveryRequest | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue = asyncio.Queue()
         self._node_sent = False
-        self.last_nonce: dict[str, str] = {}
-        self.last_version: dict[str, str] = {}
-        self.accepted_version: dict[str, str] = {}
 
     async def __aenter__(self) -> Self:
         if self._credentials is None:
@@ -49,7 +50,7 @@ class AdsClient:
         else:
             self.channel = grpc.aio.secure_channel(self.target, self._credentials)
         rpc = self.channel.stream_stream(
-            METHOD, request_serializer=bytes, response_deserializer=DiscoveryResponse.parse
+            self.METHOD, request_serializer=bytes, response_deserializer=self.RESPONSE.parse
         )
         self.call = rpc(self._requests())
         self._inbox: asyncio.Queue = asyncio.Queue()
@@ -75,6 +76,52 @@ class AdsClient:
         while (request := await self._outbox.get()) is not None:
             yield request
 
+    def _queue(self, request) -> None:
+        """Send a request; the first one carries the node."""
+        if not self._node_sent and self.node_id is not None:
+            request.node = Node(id=self.node_id, cluster="test")
+            self._node_sent = True
+        self._outbox.put_nowait(request)
+
+    async def _next(self, timeout: float):
+        """The next response (TimeoutError if none arrives in time; EOFError once the stream closed)."""
+        response = await asyncio.wait_for(self._inbox.get(), timeout)
+        if response is grpc.aio.EOF:
+            raise EOFError("stream closed")
+        if isinstance(response, Exception):
+            raise response
+        return response
+
+    async def expect_quiet(self, seconds: float = 0.3) -> None:
+        """Assert that no response arrives for ``seconds`` (the server never responds more than necessary)."""
+        try:
+            response = await asyncio.wait_for(self._inbox.get(), seconds)
+        except TimeoutError:
+            return
+        what = self._describe(response) if isinstance(response, self.RESPONSE) else repr(response)
+        raise AssertionError(f"expected no response, got: {what}")
+
+    @staticmethod
+    def _describe(response) -> str:
+        return f"{response.type_url} {response.version_info}"
+
+    async def status(self, timeout: float = 5.0) -> grpc.StatusCode:
+        """Wait for the RPC to end and return its status code."""
+        return await asyncio.wait_for(self.call.code(), timeout)
+
+
+class AdsClient(StreamClient):
+    """One state-of-the-world ADS stream. Use as an async context manager; ``node_id=None`` sends no node."""
+
+    METHOD = METHOD
+    RESPONSE = DiscoveryResponse
+
+    def __init__(self, target: str, *, node_id: str | None = "test-node", credentials=None) -> None:
+        super().__init__(target, node_id=node_id, credentials=credentials)
+        self.last_nonce: dict[str, str] = {}
+        self.last_version: dict[str, str] = {}
+        self.accepted_version: dict[str, str] = {}
+
     def send(
         self,
         type_url: str,
@@ -95,10 +142,7 @@ class AdsClient:
             request.error_detail = Status(code=3, message=error)
         elif request.response_nonce and request.response_nonce == self.last_nonce.get(type_url):
             self.accepted_version[type_url] = request.version_info
-        if not self._node_sent and self.node_id is not None:
-            request.node = Node(id=self.node_id, cluster="test")
-            self._node_sent = True
-        self._outbox.put_nowait(request)
+        self._queue(request)
 
     def nack(self, type_url: str, names=(), *, error: str = "rejected") -> None:
         """Reject the last response of a type: its nonce, but the previous accepted version."""
@@ -106,29 +150,12 @@ class AdsClient:
 
     async def recv(self, timeout: float = 5.0) -> Received:
         """The next response (raises TimeoutError if none arrives in time)."""
-        response = await asyncio.wait_for(self._inbox.get(), timeout)
-        if response is grpc.aio.EOF:
-            raise EOFError("stream closed")
-        if isinstance(response, Exception):
-            raise response
+        response = await self._next(timeout)
         self.last_nonce[response.type_url] = response.nonce
         self.last_version[response.type_url] = response.version_info
         names = [_name_of(any_.value) for any_ in response.resources]
         bodies = {name: any_.value for name, any_ in zip(names, response.resources, strict=True)}
         return Received(response.type_url, response.version_info, response.nonce, names, bodies, response)
-
-    async def expect_quiet(self, seconds: float = 0.3) -> None:
-        """Assert that no response arrives for ``seconds`` (the server never responds more than necessary)."""
-        try:
-            response = await asyncio.wait_for(self._inbox.get(), seconds)
-        except TimeoutError:
-            return
-        what = f"{response.type_url} {response.version_info}" if response is not grpc.aio.EOF else "EOF"
-        raise AssertionError(f"expected no response, got: {what}")
-
-    async def status(self, timeout: float = 5.0) -> grpc.StatusCode:
-        """Wait for the RPC to end and return its status code."""
-        return await asyncio.wait_for(self.call.code(), timeout)
 
 
 def _name_of(body: bytes) -> str:

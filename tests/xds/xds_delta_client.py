@@ -7,12 +7,9 @@ would reach it. Nothing is ACKed implicitly: tests ACK (or NACK) each response t
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from typing import Self
 
-import grpc
-from envoy_data_plane.envoy.config.core.v3 import Node
+from adsclient import StreamClient
 from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DeltaDiscoveryResponse
 from envoy_data_plane.google.rpc import Status
 
@@ -36,43 +33,15 @@ class DeltaReceived:
         return list(self.versions)
 
 
-class DeltaClient:
+class DeltaClient(StreamClient):
     """One delta ADS stream. Use as an async context manager; ``node_id=None`` sends no node."""
 
+    METHOD = DELTA_METHOD
+    RESPONSE = DeltaDiscoveryResponse
+
     def __init__(self, target: str, *, node_id: str | None = "test-node") -> None:
-        self.target = target
-        self.node_id = node_id
-        self._outbox: asyncio.Queue[DeltaDiscoveryRequest | None] = asyncio.Queue()
-        self._node_sent = False
+        super().__init__(target, node_id=node_id)
         self.held: dict[str, dict[str, str]] = {}  # type -> name -> version, as a client would keep
-
-    async def __aenter__(self) -> Self:
-        self.channel = grpc.aio.insecure_channel(self.target)
-        rpc = self.channel.stream_stream(
-            DELTA_METHOD, request_serializer=bytes, response_deserializer=DeltaDiscoveryResponse.parse
-        )
-        self.call = rpc(self._requests())
-        self._inbox: asyncio.Queue = asyncio.Queue()
-        self._reader = asyncio.create_task(self._read())
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self._outbox.put_nowait(None)
-        self.call.cancel()
-        self._reader.cancel()
-        await self.channel.close()
-
-    async def _read(self) -> None:
-        try:
-            while (response := await self.call.read()) is not grpc.aio.EOF:
-                self._inbox.put_nowait(response)
-        except grpc.aio.AioRpcError as exc:
-            self._inbox.put_nowait(exc)
-        self._inbox.put_nowait(grpc.aio.EOF)
-
-    async def _requests(self):
-        while (request := await self._outbox.get()) is not None:
-            yield request
 
     def send(
         self,
@@ -93,10 +62,7 @@ class DeltaClient:
         )
         if error is not None:
             request.error_detail = Status(code=3, message=error)
-        if not self._node_sent and self.node_id is not None:
-            request.node = Node(id=self.node_id, cluster="test")
-            self._node_sent = True
-        self._outbox.put_nowait(request)
+        self._queue(request)
 
     def ack(self, received: DeltaReceived, subscribe=(), unsubscribe=()) -> None:
         self.send(received.type_url, subscribe, unsubscribe, nonce=received.nonce)
@@ -106,11 +72,7 @@ class DeltaClient:
 
     async def recv(self, timeout: float = 5.0) -> DeltaReceived:
         """The next response (raises TimeoutError if none arrives in time)."""
-        response = await asyncio.wait_for(self._inbox.get(), timeout)
-        if response is grpc.aio.EOF:
-            raise EOFError("stream closed")
-        if isinstance(response, Exception):
-            raise response
+        response = await self._next(timeout)
         versions = {r.name: r.version for r in response.resources}
         bodies = {r.name: r.resource.value for r in response.resources}
         assert len(versions) == len(response.resources), "a name twice in one response (R21)"
@@ -134,18 +96,6 @@ class DeltaClient:
         self.ack(got)
         return got
 
-    async def expect_quiet(self, seconds: float = 0.3) -> None:
-        """Assert that no response arrives for ``seconds``."""
-        try:
-            response = await asyncio.wait_for(self._inbox.get(), seconds)
-        except TimeoutError:
-            return
-        what = (
-            f"{response.type_url} +{[r.name for r in response.resources]} -{list(response.removed_resources)}"
-            if isinstance(response, DeltaDiscoveryResponse)
-            else repr(response)
-        )
-        raise AssertionError(f"expected no response, got: {what}")
-
-    async def status(self, timeout: float = 5.0) -> grpc.StatusCode:
-        return await asyncio.wait_for(self.call.code(), timeout)
+    @staticmethod
+    def _describe(response: DeltaDiscoveryResponse) -> str:
+        return f"{response.type_url} +{[r.name for r in response.resources]} -{list(response.removed_resources)}"
