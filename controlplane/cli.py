@@ -293,10 +293,12 @@ def _hours(value: float):
 
 
 def _host_port(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise UsageError(f"expected HOST:PORT, not {value!r}")
-    return host.strip("[]"), int(port)
+    from controlplane.translate.bootstrap import split_host_port
+
+    try:
+        return split_host_port(value)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 # --- shared -----------------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ from controlplane.translate.bootstrap import (
     ENVOY_FLAGS,
     render_bootstrap,
     render_sds_files,
+    split_host_port,
 )
 
 __all__ = [
@@ -158,13 +159,6 @@ def _metadata(gateway: Gateway, name: str) -> dict[str, Any]:
     return meta
 
 
-def _split_host_port(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"xds_address must be HOST:PORT, not {address!r}")
-    return host.strip("[]"), int(port)
-
-
 def _ready_listener(admin_port: int, ready_port: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """A static listener on READY_PORT forwarding only `/ready` to the loopback admin, and its cluster."""
     cluster = {
@@ -245,7 +239,7 @@ def render_bootstrap_files(
     config_dir: str = CONFIG_DIR,
 ) -> dict[str, str]:
     """The ConfigMap's data: `envoy.yaml` and the two file-SDS documents, all reading from `config_dir`."""
-    host, port = _split_host_port(xds_address)
+    host, port = split_host_port(xds_address)
     node_id = node_id_for_gateway(gateway.namespace, gateway.name)
     directory = Path(config_dir)
     bootstrap = render_bootstrap(

@@ -52,6 +52,14 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def split_host_port(address: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 hosts may be bracketed) as (host, port); ValueError for anything else."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, not {address!r}")
+    return host.strip("[]"), int(port)
+
+
 def base_id_for(node_id: str) -> int:
     """A stable ``--base-id`` per node id, so several Envoys on one machine do not share hot-restart memory."""
     digest = hashlib.sha256(node_id.encode()).digest()
