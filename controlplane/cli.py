@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from controlplane.api import regex
 from controlplane.api.base import Problem, ResourceKey
 from controlplane.graph import explain as explain_mod
 from controlplane.graph import export
@@ -23,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
+    if getattr(args, "max_regex_program_size", None) is not None:
+        regex.set_max_program_size(args.max_regex_program_size)
     try:
         return args.run(args)
     except UsageError as err:
@@ -340,6 +343,20 @@ def _controllers(args: argparse.Namespace) -> tuple[str, ...]:
     return (os.environ.get("AGENTIC_CP_GATEWAY_CLASS_CONTROLLER") or OUR_CONTROLLER,)
 
 
+def _regex_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-regex-program-size", type=_positive_int, metavar="N",
+                   help="refuse regexes whose RE2 program is larger (default "
+                        f"{regex.ENVOY_MAX_PROGRAM_SIZE}, Envoy's re2.max_program_size.error_level); "
+                        "raise it only with Envoy's runtime value")
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return number
+
+
 def _controller_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--controller-name", action="append", default=[], metavar="NAME",
                    help="a GatewayClass controllerName to manage (repeatable; default: upstream's)")
@@ -353,6 +370,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
     _controller_option(p)
+    _regex_option(p)
     p.set_defaults(run=run_validate)
 
     p = sub.add_parser("explain", help="may SOURCE make this request, and which rule decides?")
@@ -390,6 +408,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", required=True, help="keeps the CA and other state")
     p.add_argument("--trust-domain", help=f"for a new state dir (default {DEFAULT_TRUST_DOMAIN})")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    _regex_option(p)
     p.add_argument("--namespace", help="the control plane's namespace (default: $POD_NAMESPACE, agentic-system)")
     p.add_argument("--service-account",
                    help="the control plane's ServiceAccount, part of the SPIFFE ID the xDS server presents and "

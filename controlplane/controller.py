@@ -18,6 +18,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from controlplane import isolation
 from controlplane.api.base import Problem, ResourceKey
 from controlplane.api.gateway import OUR_CONTROLLER
 from controlplane.graph.model import AuthorizationGraph
@@ -61,6 +62,7 @@ class Publisher:
         self.ready = False
         self.skipped = 0  # gateways a publish left alone because nothing they are built from changed
         self._reach: dict[str, set[ResourceKey]] = {}
+        self._recent: dict[str, set[ResourceKey]] = {}  # per proxy: what changed in its last rebuild
         self._cache_keys: dict[str, set[str]] = {}
         registry = registry if registry is not None else CollectorRegistry()
         self._build_seconds = Histogram("agentic_translate_seconds", "Time to build and serialize all snapshots",
@@ -92,6 +94,7 @@ class Publisher:
                 self._failures.inc()
                 continue
             self._reach[node_id] = reach
+            self._recent[node_id] = reach if changed is None else reach & changed
             snapshot = Snapshot(built)
             if self.cache.get(node_id) != snapshot:
                 self.cache.set_snapshot(node_id, snapshot)
@@ -99,6 +102,7 @@ class Publisher:
         for node_id in set(self.published) - set(wanted):
             self.cache.remove(node_id)
             self._reach.pop(node_id, None)
+            self._recent.pop(node_id, None)
             self._cache_keys.pop(node_id, None)
         self.published = wanted
         self.ready = True
@@ -122,6 +126,11 @@ class Publisher:
             keys |= {graph.nodes[pid]["key"] for pid, _, d in graph.in_edges(target, data=True)
                      if d["rel"] == "attached"}
         return keys
+
+    def culprits(self, node_id: str, error: str) -> set[ResourceKey]:
+        """The policies in a proxy's config that `error` (its NACK) most likely comes from."""
+        policies = [self.graph.get(k) for k in self._reach.get(node_id, ()) if k.kind == "XAccessPolicy"]
+        return isolation.culprits(error, [p for p in policies if p is not None], self._recent.get(node_id, set()))
 
     def _untouched(self, node_id: str, reach: set[ResourceKey], changed: set[ResourceKey]) -> bool:
         previous = self._reach.get(node_id)
@@ -178,6 +187,7 @@ class ControlPlane:
         self.server_credentials = xds_auth.RenewingServerCredentials(self.ca, lambda: xds_auth.issue_server_identity(
             self.ca, hosts=hosts, namespace=self.settings.namespace, service_account=self.settings.service_account,
             ttl=_hours(self.settings.certificate_ttl_hours)))
+        self.cache.on_nack(self._isolate)
         await self.xds.start(self.settings.xds_address, self.server_credentials.credentials)
         self.admin = AdminServer(xds=self.xds, ready=lambda: self.publisher.ready)
         admin_host, _, admin_port = self.settings.admin_address.rpartition(":")
@@ -207,6 +217,23 @@ class ControlPlane:
         for hook in self.after_publish:
             hook()
 
+    def _isolate(self, node_key: str, type_url: str, version: str, error: str) -> None:
+        """A proxy refused a version: withhold the policies it came from and publish the rest again."""
+        snapshot = self.cache.get(node_key)
+        if snapshot is None or (version and version != snapshot.version(type_url)):
+            return  # about a version since replaced
+        keys = self.publisher.culprits(node_key, error)
+        reason = f"{type_url.rpartition('.')[2]} refused by {node_key}: {_bounded(error)}"
+        dirty = self.graph.withhold(keys, reason)
+        if not dirty:
+            if not keys:
+                log.error("%s refused its config and no policy could be blamed; it keeps its last good "
+                          "config: %s", node_key, _bounded(error))
+            return
+        log.error("withholding %s (fail closed) and publishing the rest: %s",
+                  ", ".join(str(k) for k in sorted(dirty)), reason)
+        asyncio.get_running_loop().call_soon(self._publish, dirty)
+
     def apply(self, change: ChangeSet, *, publish: bool) -> None:
         for origin, problems in change.problems.items():
             for problem in problems:
@@ -225,6 +252,12 @@ class ControlPlane:
             await self.admin.stop()
         if self.xds is not None:
             await self.xds.stop()
+
+
+def _bounded(text: str, limit: int = 300) -> str:
+    """Untrusted text (a proxy's error detail) made safe for one log line or a status message."""
+    text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
 def _hours(value: float):

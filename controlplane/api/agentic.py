@@ -9,11 +9,12 @@ read, as upstream's proposal 0008 maps them; everything downstream sees only v1a
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
 from controlplane.api.base import Model, Resource
+from controlplane.api.regex import envoy_regex_match
 
 GROUP = "agentic.networking.x-k8s.io"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
@@ -190,11 +191,19 @@ class HTTPPathMatch(Model):
     type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
     value: str = Field(default="", max_length=1024)
 
+    @model_validator(mode="after")
+    def _envoy_regex(self) -> Self:
+        return envoy_regex_match(self)
+
 
 class HTTPHeaderMatch(Model):
     type: Literal["Exact", "RegularExpression"] = "Exact"
     name: str = Field(min_length=1, max_length=256, pattern=HEADER_NAME_PATTERN)
     value: str = Field(min_length=1, max_length=4096)
+
+    @model_validator(mode="after")
+    def _envoy_regex(self) -> Self:
+        return envoy_regex_match(self)
 
 
 class CELRule(Model):

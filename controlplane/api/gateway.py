@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from controlplane.api.agentic import DNS_SUBDOMAIN, GATEWAY_GROUP, GROUP_PATTERN, KIND_PATTERN
 from controlplane.api.base import LenientModel, Resource
+from controlplane.api.regex import envoy_regex_match
 
 SECTION_NAME = DNS_SUBDOMAIN
 GATEWAY_HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -179,13 +180,17 @@ class PathMatch(LenientModel):
         if self.type != "RegularExpression" and not self.value.startswith("/"):
             raise ValueError("value must be an absolute path and start with '/' when type one of "
                              "['Exact', 'PathPrefix']")
-        return self
+        return envoy_regex_match(self)
 
 
 class HeaderMatch(LenientModel):
     type: Literal["Exact", "RegularExpression"] = "Exact"
     name: str = Field(min_length=1, max_length=256)
     value: str = Field(max_length=4096)
+
+    @model_validator(mode="after")
+    def _envoy_regex(self) -> HeaderMatch:
+        return envoy_regex_match(self)
 
 
 class RouteMatch(LenientModel):

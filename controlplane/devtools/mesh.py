@@ -41,12 +41,14 @@ class LocalMesh:
     """Start with `with LocalMesh(workdir) as mesh:`; `mesh.client("math-agent")` calls through the gateway."""
 
     def __init__(self, workdir: Path, *, config: Path = QUICKSTART, gateway: str = "quickstart/agent-gateway",
-                 gateway_port: int = 10443, mcp_port: int = 3001, delta: bool = False):
+                 gateway_port: int = 10443, mcp_port: int = 3001, delta: bool = False,
+                 serve_args: tuple[str, ...] = ()):
         self.workdir = Path(workdir)
         self.config = self.workdir / "config"
         self.state = self.workdir / "state"
         self.gateway = gateway
         self.delta = delta  # the gateway's Envoy uses incremental ADS (`bootstrap --delta`)
+        self.serve_args = serve_args  # extra `agentic-cp serve` flags
         self.ports = Ports()
         self._source = config
         self._template_ports = {"gateway": gateway_port, "mcp": mcp_port}
@@ -86,7 +88,8 @@ class LocalMesh:
         self.control_plane = self._spawn("control-plane.log", [
             sys.executable, "-m", "controlplane.cli", "serve", "--config", str(self.config),
             "--state-dir", str(self.state), "--trust-domain", TRUST_DOMAIN,
-            "--xds-address", f"127.0.0.1:{self.ports.xds}", "--admin-address", f"127.0.0.1:{self.ports.admin}"])
+            "--xds-address", f"127.0.0.1:{self.ports.xds}", "--admin-address", f"127.0.0.1:{self.ports.admin}",
+            *self.serve_args])
         wait_until(lambda: self.admin_status("/readyz") == 200, timeout=60, what="control plane /readyz",
                    proc=self.control_plane)
 

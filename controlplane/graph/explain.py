@@ -163,6 +163,11 @@ def _evaluate_level(graph: AuthorizationGraph, level: str, target_id: str, reque
             ref = view.external_auth.backend_ref
             result.external_auth.append(f"{view.key.ref} -> {ref.kind} {ref.namespace or view.key.namespace}/"
                                         f"{ref.name}:{ref.port}")
+    withheld = [v for v in views if v.action is Action.EXTERNAL_AUTH and v.withheld]
+    if withheld:
+        result.decision = DENY
+        result.reason = f"{withheld[0].key.ref} is withheld ({withheld[0].withheld}): all traffic is denied"
+        return result
     allow_views = [v for v in views if v.action is Action.ALLOW]
     if not allow_views:
         result.reason = "no Allow policy attached" if not result.external_auth else "delegated to external auth"

@@ -55,6 +55,7 @@ class Reader(Protocol):
     def get(self, key: ResourceKey) -> Resource | None: ...
     def index(self, name: tuple) -> list[Resource]: ...
     def admission(self, target: ResourceKey) -> dict[ResourceKey, Condition]: ...
+    def withheld(self, key: ResourceKey) -> str | None: ...
 
 
 @dataclass
@@ -242,13 +243,14 @@ def policy_conditions(policy: XAccessPolicy, reader: Reader) -> list[tuple[Any, 
 def policy_fragment(policy: XAccessPolicy, reader: Reader) -> Output:
     conditions = policy_conditions(policy, reader)
     effective = all(cond.accepted for _, _, cond in conditions)
-    rules = resolve_rules(policy, reader.trust_domain)
+    withheld = reader.withheld(policy.key)
+    rules = () if withheld else resolve_rules(policy, reader.trust_domain)
     sections = frozenset(ref.section_name for ref in policy.spec.target_refs if ref.section_name)
-    view = PolicyView(policy.key, policy.spec.action, policy.spec.external_auth, rules, sections)
+    view = PolicyView(policy.key, policy.spec.action, policy.spec.external_auth, rules, sections, withheld)
     out = Output()
     pid = policy_node(policy.key)
     out.nodes[pid] = {"type": "policy", "key": policy.key, "action": policy.spec.action.value,
-                      "effective": effective, "view": view,
+                      "effective": effective, "view": view, "withheld": withheld,
                       "ext_auth_endpoints": _ext_auth_endpoints(policy, reader),
                       "conditions": tuple((ref.kind, ref.name, ref.section_name, c) for ref, _, c in conditions)}
     for ref, key, cond in conditions:

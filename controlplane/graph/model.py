@@ -70,6 +70,9 @@ class _FragmentReader:
         self.indexes.add(("policies-for", target))
         return self._graph.admission_for(target)
 
+    def withheld(self, key: ResourceKey) -> str | None:
+        return self._graph.withheld.get(key)
+
 
 class AuthorizationGraph:
     def __init__(self, *, trust_domain: str = DEFAULT_TRUST_DOMAIN,
@@ -87,6 +90,8 @@ class AuthorizationGraph:
         self._node_decls: dict[str, dict[ResourceKey, dict | None]] = defaultdict(dict)
         self.generation = 0
         self.last_recomputed: set[ResourceKey] = set()
+        # Policies whose config a proxy refused: their grants are withheld (fail closed) until they change.
+        self.withheld: dict[ResourceKey, str] = {}
 
     # --- queries -------------------------------------------------------------------------------------
 
@@ -107,6 +112,20 @@ class AuthorizationGraph:
 
     # --- updates -------------------------------------------------------------------------------------
 
+    def withhold(self, keys: Iterable[ResourceKey], reason: str) -> set[ResourceKey]:
+        """Withhold these policies' rules (Envoy refused what they became); return the recomputed keys.
+
+        A withheld Allow policy grants nothing, so its targets keep denying by default; a withheld
+        ExternalAuth policy denies all traffic at its targets, since it can no longer be delegated. The
+        next version of the policy gets a fresh chance."""
+        dirty = {key for key in keys if key in self.objects and key not in self.withheld}
+        for key in dirty:
+            self.withheld[key] = reason
+        self._recompute(dirty)
+        if dirty:
+            self.generation += 1
+        return dirty
+
     def apply(self, changes: ChangeSet) -> set[ResourceKey]:
         """Apply a change set; return the keys of the fragments that were recomputed."""
         dirty: set[ResourceKey] = set()
@@ -114,12 +133,14 @@ class AuthorizationGraph:
             old = self.objects.get(obj.key)
             if old == obj:
                 continue
+            self.withheld.pop(obj.key, None)
             self._unindex(old) if old is not None else None
             self.objects[obj.key] = obj
             self._index(obj)
             dirty |= self._affected(obj.key, old, obj)
         for key in changes.deletes:
             old = self.objects.pop(key, None)
+            self.withheld.pop(key, None)
             if old is None:
                 continue
             self._unindex(old)

@@ -67,6 +67,7 @@ class PolicyView:
     external_auth: ExternalAuth | None
     rules: tuple[ResolvedRule, ...]
     section_names: frozenset[str]  # listeners a Gateway-targeted policy is limited to; empty = all
+    withheld: str | None = None  # why its rules are withheld (a proxy refused its config); None = in force
 
 
 def resolve_rules(policy: XAccessPolicy, trust_domain: str) -> tuple[ResolvedRule, ...]:
@@ -134,6 +135,7 @@ def _l7_matches(auth: Authorization, request: Request) -> bool:
 
 def _host_matches(pattern: str, host: str) -> bool:
     host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    host, pattern = host.lower(), pattern.lower()
     if pattern.startswith("*."):
         return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
     return host == pattern

@@ -98,6 +98,9 @@ def _previous_of(obj: Any, previous: Mapping[str, Any] | None) -> Mapping[str, A
 # --- policies --------------------------------------------------------------------------------------------
 
 
+WITHHELD = "Invalid"  # GEP-713's reason for a policy that is syntactically fine but cannot be programmed
+
+
 def policy_status(graph: AuthorizationGraph, policy_key: ResourceKey, *, controller_name: str = OUR_CONTROLLER,
                   generation: int | None = None, previous: Mapping[str, Any] | None = None,
                   now: datetime | None = None) -> dict[str, Any] | None:
@@ -127,7 +130,11 @@ def policy_status(graph: AuthorizationGraph, policy_key: ResourceKey, *, control
         before = next((a for a in old if a.get("controllerName") == controller_name
                        and _ref_identity(a.get("ancestorRef") or {}) == identity), None)
         conditions = _Conditions((before or {}).get("conditions"), generation=generation, now=stamp)
-        conditions.add("Accepted", cond.accepted, cond.reason, cond.message)
+        if node.get("withheld") and cond.accepted:
+            conditions.add("Accepted", False, WITHHELD, f"a proxy refused the configuration built from this "
+                           f"policy; its rules are withheld (fail closed) until it changes: {node['withheld']}")
+        else:
+            conditions.add("Accepted", cond.accepted, cond.reason, cond.message)
         ours.append({"ancestorRef": ancestor, "controllerName": controller_name, "conditions": conditions.items})
     foreign = [a for a in old if a.get("controllerName") != controller_name]
     return {"ancestors": (ours + foreign)[:MAX_ANCESTORS]}

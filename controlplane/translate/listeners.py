@@ -86,6 +86,7 @@ def http_connection_manager(*, port: int, stat_prefix: str) -> dict:
         "forwardClientCertDetails": "SANITIZE_SET",
         "setCurrentClientCertDetails": {"uri": True},
         "useRemoteAddress": True,
+        "stripAnyHostPort": True,  # hosts match (routes and RBAC) without the port, and without regexes
         "accessLog": [{"name": "envoy.access_loggers.stdout",
                        "typedConfig": {"@type": STDOUT_LOG_TYPE,
                                        "logFormat": {"jsonFormat": ACCESS_LOG_FORMAT}}}],

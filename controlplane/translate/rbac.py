@@ -14,8 +14,6 @@ which is what switches the level's ext_authz filter on for that request (as upst
 
 from __future__ import annotations
 
-import re
-
 from controlplane.api.agentic import (
     MCP_CATEGORIES,
     Action,
@@ -32,13 +30,17 @@ RBAC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
 RBAC_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
 ANY = {"any": True}
 SHADOW_POLICY_ID_KEY = "shadow_effective_policy_id"  # Envoy writes <shadow_rules_stat_prefix> + this
+DENY_ALL = {"@type": RBAC_PER_ROUTE_TYPE, "rbac": {"rules": {"action": "ALLOW", "policies": {}}}}
 
 
 def level_rbac(views: list[PolicyView], *, stat_prefix: str) -> dict | None:
     """RBACPerRoute for one target's effective Allow policies; None where no Allow policy attaches."""
-    rules = [rule for view in views if view.action is Action.ALLOW for rule in view.rules]
-    if not rules:
+    allow_views = [view for view in views if view.action is Action.ALLOW]
+    if not allow_views:
         return None
+    rules = [rule for view in allow_views for rule in view.rules]
+    if not rules:  # every Allow policy here is withheld: nothing is granted
+        return DENY_ALL
     policies = {rule.ref: rule_policy(rule) for rule in rules}
     rbac = {"rules": {"action": "ALLOW", "policies": policies},
             "shadowRules": {"action": "ALLOW", "policies": policies},
@@ -129,7 +131,7 @@ def _l7_permissions(auth: Authorization) -> list[dict]:
         match = {"exact": header.value} if header.type == "Exact" else _regex(header.value)
         parts.append(_header(header.name.lower(), match))
     if auth.hosts:
-        parts.append(_or([_header(":authority", _regex(_host_pattern(h))) for h in auth.hosts]))
+        parts.append(_or([_header(":authority", _host_match(h)) for h in auth.hosts]))
     if auth.ports:
         parts.append(_or([{"destinationPort": p} for p in auth.ports]))
     return parts
@@ -146,10 +148,12 @@ def _path(kind: str, value: str) -> dict:
     return _or([{"urlPath": {"path": {"exact": prefix}}}, {"urlPath": {"path": {"prefix": prefix + "/"}}}])
 
 
-def _host_pattern(host: str) -> str:
+def _host_match(host: str) -> dict:
+    """Hosts match without regexes (a long hostname as a regex exceeds Envoy's RE2 program size); the
+    listener strips the port from the authority before any filter sees it."""
     if host.startswith("*."):
-        return r".+" + re.escape(host[1:]) + r"(:[0-9]+)?"
-    return re.escape(host) + r"(:[0-9]+)?"
+        return {"suffix": host[1:], "ignoreCase": True}
+    return {"exact": host, "ignoreCase": True}
 
 
 def _mcp_method_is(name: str) -> dict:

@@ -29,7 +29,7 @@ from controlplane.translate.clusters import (
     service_cluster_name,
     xbackend_cluster_name,
 )
-from controlplane.translate.rbac import SHADOW_POLICY_ID_KEY, external_auth_rbac, level_rbac
+from controlplane.translate.rbac import DENY_ALL, SHADOW_POLICY_ID_KEY, external_auth_rbac, level_rbac
 
 EXT_AUTHZ_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
 EXT_AUTHZ_TIMEOUT = "2s"  # Gateway API has no field for it; Envoy's 200 ms default is tight for a remote authorizer
@@ -77,7 +77,9 @@ def level_filter_configs(views: list[PolicyView], level: Level) -> dict:
     if rbac is not None:
         configs[level.rbac_filter] = rbac
     external = next((v for v in views if v.action is Action.EXTERNAL_AUTH), None)  # admission: one per target
-    if external is not None:
+    if external is not None and external.withheld:  # it cannot be delegated: deny everything it would see
+        configs[level.rbac_filter] = DENY_ALL
+    elif external is not None:
         configs[level.extauth_rbac_filter] = external_auth_rbac(external, stat_prefix=level.extauth_stat_prefix)
         configs[level.ext_authz_filter] = ext_authz_per_route(external)
     return configs

@@ -115,6 +115,8 @@ class Snapshot:
 
 
 Watcher = Callable[[], None]
+# (node key, type URL, version NACKed, the proxy's error detail)
+NackListener = Callable[[str, str, str, str], None]
 
 
 class SnapshotCache:
@@ -132,6 +134,7 @@ class SnapshotCache:
         self._snapshots: dict[str, Snapshot] = {}
         self._set_at: dict[str, float] = {}
         self._watchers: dict[str, set[Watcher]] = {}
+        self._nack_listeners: list[NackListener] = []
 
     def set_snapshot(self, node_key: str, snapshot: Snapshot) -> None:
         """Publish a complete snapshot for a node key and wake its streams."""
@@ -158,6 +161,15 @@ class SnapshotCache:
 
     def node_keys(self) -> tuple[str, ...]:
         return tuple(self._snapshots)
+
+    def on_nack(self, listener: NackListener) -> None:
+        """Call ``listener(node_key, type_url, version, error)`` whenever a proxy rejects a version."""
+        self._nack_listeners.append(listener)
+
+    def report_nack(self, node_key: str, type_url: str, version: str, error: str) -> None:
+        """A stream tells the cache's owner that a proxy refused ``version`` (so it can isolate the cause)."""
+        for listener in list(self._nack_listeners):
+            listener(node_key, type_url, version, error)
 
     def watch(self, node_key: str, watcher: Watcher) -> Callable[[], None]:
         """Call ``watcher()`` after every ``set_snapshot(node_key, ...)``; returns an unwatch function."""

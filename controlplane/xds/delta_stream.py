@@ -82,6 +82,8 @@ class DeltaAdsStream(AdsStream):
         label = short_name(state.type_url)
         if kind is DeltaKind.NACK:
             self._record_nack(label, f"nonce {request.response_nonce}", request.error_message)
+            if request.response_nonce == state.nonce_sent:  # about what the proxy was last sent
+                self._cache.report_nack(self.node_key, state.type_url, "", request.error_message or "")
         elif kind is DeltaKind.ACK:
             self._record_ack(state, label, converged=request.response_nonce == state.nonce_sent)
 

@@ -193,6 +193,8 @@ class AdsStream:
             self._metrics.stale_nonces.labels(label).inc()
         elif kind is RequestKind.NACK:
             self._record_nack(label, f"version {state.version_sent}", request.error_message)
+            self._cache.report_nack(self.node_key, state.type_url, state.version_sent or "",
+                                    request.error_message or "")
         elif kind is RequestKind.ACK:
             self._record_ack(state, label, converged=True)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from translate_static import envoy_validate, static_bootstrap, to_yaml
 
 from controlplane.api.base import ResourceKey
 from controlplane.api.registry import parse_object
@@ -22,7 +23,6 @@ from controlplane.sources.base import ChangeSet
 from controlplane.sources.directory import DirectorySource
 from controlplane.translate.gateway import gateway_resources
 from controlplane.xds import resources as types
-from translate_static import envoy_validate, static_bootstrap, to_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden" / "external-auth.yaml"

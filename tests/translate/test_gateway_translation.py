@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from translate_static import envoy_validate, static_bootstrap, to_yaml
 
 from controlplane.api.base import ResourceKey
 from controlplane.api.registry import parse_object
@@ -22,7 +23,6 @@ from controlplane.sources.directory import DirectorySource
 from controlplane.translate.gateway import Resource, gateway_resources
 from controlplane.translate.serialize import SerializingCache
 from controlplane.xds import resources as types
-from translate_static import envoy_validate, static_bootstrap, to_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -101,8 +101,9 @@ def test_envoy_accepts_the_translation(tmp_path, scenario):
 
 
 def test_route_configuration_assembled_from_parts_equals_whole_serialization():
-    from controlplane.translate.serialize import to_xds_resource
     from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
+
+    from controlplane.translate.serialize import to_xds_resource
 
     graph, key = _gateway_api_graph()
     for resources in (gateway_resources(quickstart_graph(), QUICKSTART_GW, secrets=[]),

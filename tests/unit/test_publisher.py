@@ -3,11 +3,8 @@ not re-serialized, and the result equals a full rebuild."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
-from controlplane.api.base import ResourceKey
 from controlplane.api.registry import parse_object
 from controlplane.controller import Publisher
 from controlplane.graph.model import AuthorizationGraph
