@@ -29,6 +29,7 @@ MODELS = {
     ("rbac.authorization.k8s.io/v1", "Role"): "V1Role",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "V1RoleBinding",
     ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
 }
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "GatewayClass"}
 STANDARD_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
@@ -78,7 +79,7 @@ def test_default_render_holds_the_expected_objects(default_objects):
         ("ClusterRole", RELEASE), ("ClusterRoleBinding", RELEASE), ("Deployment", RELEASE),
         ("ClusterRole", f"{RELEASE}-provisioner"), ("ClusterRoleBinding", f"{RELEASE}-provisioner"),
         ("Role", f"{RELEASE}-proxy-credentials"), ("RoleBinding", f"{RELEASE}-proxy-credentials"),
-        ("GatewayClass", "kube-agentic-networking"), ("PodDisruptionBudget", RELEASE),
+        ("GatewayClass", "kube-agentic-networking"), ("PodDisruptionBudget", RELEASE), ("NetworkPolicy", RELEASE),
         ("Role", f"{RELEASE}-leader-election"), ("RoleBinding", f"{RELEASE}-leader-election"),
         ("Role", f"{RELEASE}-ca"), ("RoleBinding", f"{RELEASE}-ca"),
         ("Service", f"{RELEASE}-admin"), ("Service", f"{RELEASE}-xds"), ("ServiceAccount", RELEASE),
@@ -125,6 +126,7 @@ def test_deployment_runs_serve_in_cluster_with_the_contract_flags(default_object
         "serve", "--in-cluster",
         "--xds-address", "0.0.0.0:15010", "--admin-address", "0.0.0.0:15014",
         "--state-dir", "/var/run/agentic-cp", "--trust-domain", "cluster.local", "--log-level", "info",
+        "--log-format", "text",
         "--proxy-image", "envoyproxy/envoy:v1.40-latest", "--ca-secret", f"{RELEASE}-ca",
     ]
     env = {e["name"]: e for e in container["env"]}
