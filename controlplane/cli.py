@@ -31,10 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"agentic-cp: {err}", file=sys.stderr)
         return 2
+    except CommandFailed as err:
+        print(f"agentic-cp: {err}", file=sys.stderr)
+        return 1
 
 
 class UsageError(Exception):
     pass
+
+
+class CommandFailed(Exception):
+    """The input was fine but the command could not do its work (e.g. a directory is not writable)."""
 
 
 # --- validate ---------------------------------------------------------------------------------------------
@@ -162,11 +169,12 @@ def run_serve(args: argparse.Namespace) -> int:
     import logging
 
     from controlplane.controller import ControlPlane, Settings
+    from controlplane.logs import configure_logging
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     settings = Settings(state_dir=Path(args.state_dir), trust_domain=_trust_domain(args.state_dir, args.trust_domain),
                         xds_address=args.xds_address, admin_address=args.admin_address,
-                        controller_names=_controllers(args))
+                        controller_names=_controllers(args), admin_token=_admin_token(args.admin_token_file))
     if args.remote_cluster:
         logging.getLogger("agentic-cp").warning("--remote-cluster is not supported yet; ignoring %s",
                                                 ", ".join(args.remote_cluster))
@@ -183,6 +191,19 @@ def run_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _admin_token(path: str | None) -> str | None:
+    """The bearer token /debug/* requires, from a file (a mounted Secret); None without the flag."""
+    if path is None:
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as err:
+        raise CommandFailed(f"cannot read --admin-token-file {path}: {err.strerror or err}") from None
+    if not token:
+        raise UsageError(f"--admin-token-file {path} is empty")
+    return token
 
 
 def _control_plane_account(args: argparse.Namespace) -> tuple[str, str]:
@@ -245,18 +266,38 @@ def _ca(state_dir: str, trust_domain: str | None):
         return CertificateAuthority.load_or_create(Path(state_dir), trust_domain=trust_domain)
     except CaStateError as err:
         raise UsageError(str(err)) from None
+    except OSError as err:
+        raise CommandFailed(_os_error("--state-dir", state_dir, err)) from None
+
+
+def _os_error(flag: str, value: str, err: OSError) -> str:
+    where = f" ({err.filename})" if err.filename and str(err.filename) != value else ""
+    return f"cannot write {flag} {value}{where}: {err.strerror or err}"
+
+
+def _write_identity(out: str, identity, bundle_pem: bytes):
+    from controlplane.identity.files import write_identity
+
+    try:
+        return write_identity(Path(out), identity, bundle_pem)
+    except OSError as err:
+        raise CommandFailed(_os_error("--out", out, err)) from None
 
 
 def run_identity_issue(args: argparse.Namespace) -> int:
-    from controlplane.identity.files import write_identity
-    from controlplane.identity.spiffe import InvalidSpiffeId
+    from controlplane.identity.spiffe import InvalidSpiffeId, validate_workload_id
 
+    ttl = _hours(args.ttl_hours)
+    try:
+        validate_workload_id(args.spiffe_id)
+    except InvalidSpiffeId as err:
+        raise UsageError(str(err)) from None
     ca = _ca(args.state_dir, args.trust_domain)
     try:
-        identity = ca.issue(args.spiffe_id, dns_names=args.dns, ttl=_hours(args.ttl_hours))
+        identity = ca.issue(args.spiffe_id, dns_names=args.dns, ttl=ttl)
     except (InvalidSpiffeId, ValueError) as err:
         raise UsageError(str(err)) from None
-    files = write_identity(Path(args.out), identity, ca.bundle_pem)
+    files = _write_identity(args.out, identity, ca.bundle_pem)
     print(f"issued {identity.spiffe_id}, valid until {identity.not_after:%Y-%m-%d %H:%M} UTC:")
     for path in (files.cert, files.key, files.bundle):
         print(f"  {path}")
@@ -265,11 +306,11 @@ def run_identity_issue(args: argparse.Namespace) -> int:
 
 def run_bootstrap(args: argparse.Namespace) -> int:
     from controlplane.identity import xds_auth
-    from controlplane.identity.files import write_identity
     from controlplane.identity.spiffe import spiffe_id
     from controlplane.translate.bootstrap import write_bootstrap
 
     host, port = _host_port(args.xds_address)
+    ttl = _hours(args.ttl_hours)
     ca = _ca(args.state_dir, args.trust_domain)
     if args.gateway:
         ns, name = _ns_name("Gateway", args.gateway).namespace, _ns_name("Gateway", args.gateway).name
@@ -280,18 +321,28 @@ def run_bootstrap(args: argparse.Namespace) -> int:
         identity_id = spiffe_id(ca.trust_domain, key.namespace, key.name)
         node_id = xds_auth.node_id_for_workload(key.namespace, key.name)
     out = Path(args.out)
-    write_identity(out, ca.issue(identity_id, ttl=_hours(args.ttl_hours)), ca.bundle_pem)
-    path = write_bootstrap(out, node_id=node_id, node_cluster=node_id.split("~", 1)[0], xds_host=host,
-                           xds_port=port, admin_port=args.admin_port, trust_domain=ca.trust_domain,
-                           delta=args.delta)
+    _write_identity(args.out, ca.issue(identity_id, ttl=ttl), ca.bundle_pem)
+    try:
+        path = write_bootstrap(out, node_id=node_id, node_cluster=node_id.split("~", 1)[0], xds_host=host,
+                               xds_port=port, admin_port=args.admin_port, trust_domain=ca.trust_domain,
+                               delta=args.delta)
+    except OSError as err:
+        raise CommandFailed(_os_error("--out", args.out, err)) from None
     print(f"wrote {path} for node {node_id} (identity {identity_id})")
     print((out / "run.txt").read_text().strip())
     return 0
 
 
+MAX_TTL_HOURS = 8760.0  # a year; anything longer is a mistake for a workload certificate
+
+
 def _hours(value: float):
+    """--ttl-hours as a timedelta: finite, more than zero, at most MAX_TTL_HOURS."""
+    import math
     from datetime import timedelta
 
+    if not math.isfinite(value) or value <= 0 or value > MAX_TTL_HOURS:
+        raise UsageError(f"--ttl-hours must be more than 0 and at most {MAX_TTL_HOURS:g}, not {value:g}")
     return timedelta(hours=value)
 
 
@@ -409,6 +460,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-domain", help=f"for a new state dir (default {DEFAULT_TRUST_DOMAIN})")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     _regex_option(p)
+    p.add_argument("--log-format", default="text", choices=("text", "json"),
+                   help="text (control characters escaped: one record, one line) or JSON lines")
+    p.add_argument("--admin-token-file", metavar="FILE",
+                   help="/debug/* on the admin address requires 'Authorization: Bearer <the file's content>'; "
+                        "without it, /debug/* answers loopback clients only")
     p.add_argument("--namespace", help="the control plane's namespace (default: $POD_NAMESPACE, agentic-system)")
     p.add_argument("--service-account",
                    help="the control plane's ServiceAccount, part of the SPIFFE ID the xDS server presents and "

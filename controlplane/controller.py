@@ -47,6 +47,7 @@ class Settings:
     # namespace and ServiceAccount, so in a cluster these must be the pod's.
     namespace: str = xds_auth.CONTROL_PLANE_NAMESPACE
     service_account: str = xds_auth.CONTROL_PLANE_SERVICE_ACCOUNT
+    admin_token: str | None = None  # bearer token for /debug/*; None: loopback clients only
 
 
 class Publisher:
@@ -189,7 +190,8 @@ class ControlPlane:
             ttl=_hours(self.settings.certificate_ttl_hours)))
         self.cache.on_nack(self._isolate)
         await self.xds.start(self.settings.xds_address, self.server_credentials.credentials)
-        self.admin = AdminServer(xds=self.xds, ready=lambda: self.publisher.ready)
+        self.admin = AdminServer(xds=self.xds, ready=lambda: self.publisher.ready,
+                                 token=self.settings.admin_token)
         admin_host, _, admin_port = self.settings.admin_address.rpartition(":")
         await self.admin.start(admin_host or "127.0.0.1", int(admin_port))
 

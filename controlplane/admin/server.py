@@ -5,13 +5,23 @@ exists, so a load balancer or a rollout never sends proxies to a replica that wo
 hold them waiting. The debug views read the xDS server's live stream state and the
 snapshot cache; config_dump parses bodies back to JSON only on demand, and redacts
 private keys and other secrets before anything leaves the process.
+
+Exposure: ``/healthz``, ``/readyz`` and ``/metrics`` are open (probes, Prometheus); ``/debug/*`` shows
+every proxy's config and identity, so it answers only a bearer token (``--admin-token-file``) or, with
+no token configured, only clients on loopback (``kubectl port-forward`` arrives there). Connections
+that send nothing, or never finish a request, are closed after ``idle_timeout`` (aiohttp's keep-alive
+timer also runs before the first request), and at most ``max_connections`` are held at once: a client
+past the limit is disconnected on accept, so idle sockets cannot starve the probes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import hmac
+import ipaddress
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +32,23 @@ from controlplane.xds.resources import message_class
 from controlplane.xds.server import XdsServer
 
 _JSON_DUMPS = functools.partial(json.dumps, indent=2, sort_keys=True)
+DEBUG_PREFIX = "/debug/"
+IDLE_TIMEOUT_SECONDS = 15.0
+MAX_CONNECTIONS = 128
+
+
+class _Refused(asyncio.Protocol):
+    """What a connection past the limit gets: closed as soon as it is accepted."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:  # e.g. a Unix socket peer
+        return False
 
 
 class AdminServer:
@@ -30,10 +57,15 @@ class AdminServer:
     ``app`` is exposed so other parts of the control plane can add routes before ``start``.
     """
 
-    def __init__(self, *, xds: XdsServer, ready: Callable[[], bool]) -> None:
+    def __init__(self, *, xds: XdsServer, ready: Callable[[], bool], token: str | None = None,
+                 idle_timeout: float = IDLE_TIMEOUT_SECONDS, max_connections: int = MAX_CONNECTIONS) -> None:
         self.xds = xds
         self._ready = ready
-        self.app = web.Application()
+        self._token = token.encode() if token else None
+        self._idle_timeout = idle_timeout
+        self._max_connections = max_connections
+        self._listener: asyncio.Server | None = None
+        self.app = web.Application(middlewares=[self._guard_debug])
         self.app.router.add_get("/healthz", self.healthz)
         self.app.router.add_get("/readyz", self.readyz)
         self.app.router.add_get("/metrics", self.metrics)
@@ -44,17 +76,39 @@ class AdminServer:
 
     async def start(self, host: str, port: int) -> int:
         """Serve on host:port (0 picks a free port); returns the bound port."""
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=self._idle_timeout,
+                                     max_line_size=4096, max_field_size=8190, max_headers=64)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        handlers = self._runner.server
+        assert handlers is not None
+
+        def accept() -> asyncio.BaseProtocol:
+            return _Refused() if len(handlers.connections) >= self._max_connections else handlers()
+
+        self._listener = await asyncio.get_running_loop().create_server(accept, host, port, reuse_address=True)
+        self.port = self._listener.sockets[0].getsockname()[1]
         return self.port
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    @web.middleware
+    async def _guard_debug(self, request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if request.path.startswith(DEBUG_PREFIX):
+            if self._token is not None:
+                scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+                if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
+                    raise web.HTTPUnauthorized(text="a bearer token is required\n",
+                                               headers={"WWW-Authenticate": "Bearer"})
+            elif not _is_loopback(request.remote):
+                raise web.HTTPForbidden(text="debug views answer loopback clients only (no --admin-token-file)\n")
+        return await handler(request)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

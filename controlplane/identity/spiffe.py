@@ -11,12 +11,15 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "MAX_SPIFFE_ID_LENGTH",
+    "MAX_TRUST_DOMAIN_LENGTH",
     "SPIFFE_ID_PATTERN",
     "InvalidSpiffeId",
     "parse_spiffe_id",
     "spiffe_id",
     "trust_domain_id",
     "validate_trust_domain",
+    "validate_workload_id",
     "workload_of",
 ]
 
@@ -24,6 +27,9 @@ SPIFFE_ID_PATTERN = re.compile(r"^spiffe://[a-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
 _TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
 _SCHEME = "spiffe://"
+# SPIFFE ID spec, section 2: a trust domain is at most 255 bytes, a whole ID at most 2048.
+MAX_TRUST_DOMAIN_LENGTH = 255
+MAX_SPIFFE_ID_LENGTH = 2048
 
 
 class InvalidSpiffeId(ValueError):
@@ -34,6 +40,9 @@ def validate_trust_domain(trust_domain: str) -> str:
     """Return ``trust_domain`` unchanged, or raise: it becomes part of every ID and of the CA's own SAN."""
     if not _TRUST_DOMAIN.match(trust_domain or ""):
         raise InvalidSpiffeId(f"invalid trust domain {trust_domain!r}: want lowercase [a-z0-9._-]+")
+    if len(trust_domain) > MAX_TRUST_DOMAIN_LENGTH:
+        raise InvalidSpiffeId(f"trust domain is {len(trust_domain)} characters long; at most "
+                              f"{MAX_TRUST_DOMAIN_LENGTH} are allowed")
     return trust_domain
 
 
@@ -62,14 +71,31 @@ def parse_spiffe_id(value: str) -> tuple[str, str]:
     Raises InvalidSpiffeId for anything Envoy or a peer could interpret differently: upper-case trust
     domains, empty or dot segments, query strings, percent escapes, trailing slashes.
     """
+    if isinstance(value, str) and len(value) > MAX_SPIFFE_ID_LENGTH:
+        raise InvalidSpiffeId(f"SPIFFE ID is {len(value)} characters long; at most {MAX_SPIFFE_ID_LENGTH} "
+                              f"are allowed")
     if not isinstance(value, str) or not SPIFFE_ID_PATTERN.match(value):
         raise InvalidSpiffeId(f"invalid SPIFFE ID {value!r}")
     rest = value[len(_SCHEME):]
     trust_domain, slash, path = rest.partition("/")
+    validate_trust_domain(trust_domain)
     path = slash + path
     if any(seg in (".", "..") for seg in path.split("/")[1:]):
         raise InvalidSpiffeId(f"invalid SPIFFE ID {value!r}: '.' and '..' segments are not allowed")
     return trust_domain, path
+
+
+def validate_workload_id(value: str) -> str:
+    """Return ``value`` if it can name a workload: a valid SPIFFE ID with a non-empty path.
+
+    ``spiffe://<td>`` alone names the trust domain (the root CA carries it); a certificate issued for
+    it would be an identity every policy on the trust domain itself matches.
+    """
+    _, path = parse_spiffe_id(value)
+    if not path:
+        raise InvalidSpiffeId(f"SPIFFE ID {value!r} has no path: a workload ID looks like "
+                              f"spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>")
+    return value
 
 
 def workload_of(value: str) -> tuple[str, str] | None:

@@ -79,10 +79,11 @@ kubectl wait --for=condition=Established --timeout=60s crd/gateways.gateway.netw
 log "control plane (helm/agentic-cp)"
 # One replica: each replica keeps its CA in its own state dir, and the agents' certificates below
 # come from that CA.
+# The provisioner's Roles go into the Gateway's namespace (provisioning.namespaces), so it must exist first.
+kubectl create namespace "${NS}" --dry-run=client -o yaml | kubectl apply -f -
 helm upgrade --install agentic-cp "${ROOT}/helm/agentic-cp" --namespace "${CP_NS}" --create-namespace \
   --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" --set replicas=1 \
-  --set trustDomain="${TRUST_DOMAIN}" --wait --timeout 5m
-kubectl apply -f "${MANIFESTS}/10-provisioner-secrets-rbac.yaml"
+  --set trustDomain="${TRUST_DOMAIN}" --set "provisioning.namespaces={${NS}}" --wait --timeout 5m
 kubectl -n "${CP_NS}" rollout status deploy/agentic-cp --timeout=180s
 CP_POD="$(kubectl -n "${CP_NS}" get pod -l app.kubernetes.io/name=agentic-cp -o jsonpath='{.items[0].metadata.name}')"
 [[ -n "${CP_POD}" ]] || fail "no control-plane pod"

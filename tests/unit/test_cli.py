@@ -180,3 +180,81 @@ def test_controller_name_is_configurable(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("AGENTIC_CP_GATEWAY_CLASS_CONTROLLER", "example.com/ours")
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["decision"] == "allow"
+
+
+# --- bad input to identity issue and bootstrap: one clear line, no traceback -------------------------------
+
+ISSUE = ["identity", "issue", "--spiffe-id", "spiffe://cluster.local/ns/quickstart/sa/math-agent"]
+
+
+def _one_line_error(capsys) -> str:
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("spiffe_id, complaint", [
+    ("spiffe://cluster.local", "has no path"),
+    ("spiffe://cluster.local/", "invalid SPIFFE ID"),
+    ("spiffe://cluster.local/" + "a" * 3000, "at most 2048"),
+    ("spiffe://Cluster.Local/ns/a/sa/b", "invalid SPIFFE ID"),
+    ("spiffe://" + "a" * 256 + "/ns/a/sa/b", "at most 255"),
+    ("http://cluster.local/ns/a/sa/b", "invalid SPIFFE ID"),
+])
+def test_identity_issue_refuses_ids_that_cannot_name_a_workload(tmp_path, capsys, spiffe_id, complaint):
+    assert main(["identity", "issue", "--state-dir", str(tmp_path / "state"), "--spiffe-id", spiffe_id,
+                 "--out", str(tmp_path / "out")]) == 2
+    assert complaint in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("ttl", ["inf", "-inf", "nan", "-1", "0", "8761", "1e300"])
+@pytest.mark.parametrize("command", ["issue", "bootstrap"])
+def test_ttl_hours_must_be_finite_positive_and_at_most_a_year(tmp_path, capsys, ttl, command):
+    state, out = str(tmp_path / "state"), str(tmp_path / "out")
+    if command == "issue":
+        argv = [*ISSUE, "--state-dir", state, "--out", out, f"--ttl-hours={ttl}"]
+    else:
+        argv = ["bootstrap", "--xds-address", "127.0.0.1:15010", "--state-dir", state,
+                "--gateway", "quickstart/agent-gateway", "--out", out, f"--ttl-hours={ttl}"]
+    assert main(argv) == 2
+    assert "--ttl-hours must be more than 0 and at most 8760" in _one_line_error(capsys)
+
+
+def test_ttl_hours_at_the_limit_is_accepted(tmp_path, capsys):
+    assert main([*ISSUE, "--state-dir", str(tmp_path / "s"), "--out", str(tmp_path / "o"),
+                 "--ttl-hours", "8760"]) == 0
+
+
+@pytest.mark.parametrize("which", ["state", "out"])
+@pytest.mark.parametrize("command", ["issue", "bootstrap"])
+def test_unwritable_directories_are_one_line_and_exit_1(tmp_path, capsys, which, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way\n")
+    dirs = {"state": str(tmp_path / "state"), "out": str(tmp_path / "out")}
+    dirs[which] = str(blocker / "sub")  # below a regular file: not creatable, even as root
+    if command == "issue":
+        argv = [*ISSUE, "--state-dir", dirs["state"], "--out", dirs["out"]]
+    else:
+        argv = ["bootstrap", "--xds-address", "127.0.0.1:15010", "--state-dir", dirs["state"],
+                "--gateway", "quickstart/agent-gateway", "--out", dirs["out"]]
+    assert main(argv) == 1
+    line = _one_line_error(capsys)
+    assert line.startswith(f"agentic-cp: cannot write --{'state-dir' if which == 'state' else 'out'} ")
+    assert str(blocker / "sub") in line
+
+
+def test_admin_token_file_must_exist_and_hold_a_token(tmp_path, capsys):
+    from controlplane.cli import UsageError, _admin_token
+
+    (tmp_path / "token").write_text("  abc123\n")
+    assert _admin_token(str(tmp_path / "token")) == "abc123"
+    assert _admin_token(None) is None
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(UsageError, match="is empty"):
+        _admin_token(str(tmp_path / "empty"))
+    assert main(["serve", "--config", QUICKSTART, "--state-dir", str(tmp_path / "s"),
+                 "--admin-token-file", str(tmp_path / "missing")]) == 1
+    assert "cannot read --admin-token-file" in _one_line_error(capsys)
