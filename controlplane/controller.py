@@ -25,6 +25,7 @@ from controlplane.identity import sds, xds_auth
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager
 from controlplane.sources.base import ChangeSet, Source
+from controlplane.sources.printable import printable
 from controlplane.translate.gateway import Resource, gateway_resources
 from controlplane.translate.serialize import SerializingCache
 from controlplane.xds import resources as types
@@ -209,8 +210,7 @@ class ControlPlane:
 
     def apply(self, change: ChangeSet, *, publish: bool) -> None:
         for origin, problems in change.problems.items():
-            for problem in problems:
-                log.warning("invalid resource (kept out, last good version stays): %s", problem)
+            _log_problem_changes(origin, self.problems.get(origin, []), problems)
             if problems:
                 self.problems[origin] = problems
             else:
@@ -225,6 +225,21 @@ class ControlPlane:
             await self.admin.stop()
         if self.xds is not None:
             await self.xds.stop()
+
+
+MAX_PROBLEM_LINES = 20  # per origin and change; the rest is counted (`agentic-cp validate` lists them all)
+
+
+def _log_problem_changes(origin: str, before: list[Problem], after: list[Problem]) -> None:
+    """Log a problem once when it appears and once when it clears, not again at every reload."""
+    previous, current = set(before), set(after)
+    for verb, level, problems in (("invalid resource (kept out, last good version stays)", logging.WARNING,
+                                   [p for p in after if p not in previous]),
+                                  ("problem cleared", logging.INFO, [p for p in before if p not in current])):
+        for problem in problems[:MAX_PROBLEM_LINES]:
+            log.log(level, "%s: %s", verb, printable(str(problem), 1000))
+        if len(problems) > MAX_PROBLEM_LINES:
+            log.log(level, "%s: %d more in %s", verb, len(problems) - MAX_PROBLEM_LINES, printable(origin))
 
 
 def _hours(value: float):
