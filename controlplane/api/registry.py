@@ -71,7 +71,7 @@ def parse_object(doc: Any, *, origin: str = "-", doc_index: int = 0) -> Resource
         raise InvalidResource([problem("spec", str(err))]) from None
     except RecursionError:
         raise InvalidResource([problem("-", "nested too deep to validate")]) from None
-    except Exception as err:  # a validator's bug or an exhausted resource: still this document's problem
+    except Exception as err:  # noqa: BLE001 - a validator's bug or an exhausted resource: still this document's problem
         raise InvalidResource([problem("-", f"cannot validate: {type(err).__name__}: {err}")]) from None
     return obj
 

@@ -35,6 +35,7 @@ from controlplane.sources.printable import printable, printable_problem
 from controlplane.sources.removals import removal_effect
 
 SUFFIXES = (".yaml", ".yml", ".json")
+DEFAULT_LIMITS = Limits()
 log = logging.getLogger(__name__)
 
 
@@ -48,12 +49,12 @@ class ParsedFile:
         return not self.problems
 
 
-def parse_file(path: Path, *, origin: str | None = None, limits: Limits = Limits()) -> ParsedFile:
+def parse_file(path: Path, *, origin: str | None = None, limits: Limits = DEFAULT_LIMITS) -> ParsedFile:
     """Parse every document of one file; nothing raises, every failure is a problem on the file."""
     origin = origin or str(path)
     try:
         docs = read_documents(path, limits)
-    except Exception as err:  # whatever a hostile file makes a reader raise
+    except Exception as err:  # noqa: BLE001 - whatever a hostile file makes a reader raise
         return ParsedFile([], [_file_problem(origin, f"cannot read: {_describe(err)}")])
     objects, problems = [], []
     for index, doc in enumerate(docs):
@@ -62,7 +63,7 @@ def parse_file(path: Path, *, origin: str | None = None, limits: Limits = Limits
         except InvalidResource as err:
             problems.extend(err.problems)
             continue
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - parse_object's contract broken: still this document's problem
             problems.append(Problem(origin, index, "", "", "", "-", f"cannot validate: {_describe(err)}"))
             continue
         if obj is not None:
@@ -127,7 +128,7 @@ def _is_loop(path: Path) -> bool:
 class DirectorySource:
     """A `Source` over one or more paths (folders or files)."""
 
-    def __init__(self, *paths: Path, debounce_ms: int = 50, settle_ms: int = 1000, limits: Limits = Limits(),
+    def __init__(self, *paths: Path, debounce_ms: int = 50, settle_ms: int = 1000, limits: Limits = DEFAULT_LIMITS,
                  clock: Callable[[], float] = time.monotonic):
         self.paths = [Path(p) for p in paths]
         # Resolved once: the watcher reports absolute paths, and the working directory may change later.
@@ -177,8 +178,10 @@ class DirectorySource:
         try:
             while True:
                 paths = await self._next_batch(batches)
-                work = self.settle if paths is None else (lambda: self.reload(paths))
-                change = await asyncio.to_thread(work)
+                if paths is None:
+                    change = await asyncio.to_thread(self.settle)
+                else:
+                    change = await asyncio.to_thread(self.reload, paths)
                 if change:
                     yield change
         finally:
@@ -192,7 +195,7 @@ class DirectorySource:
                 relevant = {Path(p) for _, p in batch if not self._hidden(Path(p))}
                 if relevant:
                     batches.put_nowait(relevant)
-        except Exception as err:  # handed to the consumer, which raises it
+        except Exception as err:  # noqa: BLE001 - handed to the consumer, which raises it
             batches.put_nowait(err)
 
     async def _next_batch(self, batches: asyncio.Queue) -> set[Path] | None:
