@@ -12,6 +12,7 @@ import sys
 import time
 import tracemalloc
 
+from bench import hostile_files
 from controlplane.api.base import ResourceKey
 from controlplane.api.registry import parse_object
 from controlplane.graph.model import AuthorizationGraph, build
@@ -162,6 +163,7 @@ def main() -> int:
               "translate": [bench_translate(n) for n in sizes],
               "many_gateways": [bench_many_gateways(20)],
               "memory": [bench_memory(n) for n in sizes],
+              "hostile_files": hostile_files.run(),
               "note": "ratios compare runs in one process moments apart; seconds are for orientation only"}
     print(json.dumps(report, indent=2))
     return 0

@@ -48,7 +48,7 @@ class CommandFailed(Exception):
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    source = DirectorySource(*_existing(args.paths))
+    source = DirectorySource(*_existing(args.paths), limits=_limits(args))
     change = source.load()
     problems = [p for ps in change.problems.values() for p in ps]
     graph = AuthorizationGraph(trust_domain=args.trust_domain, controller_names=_controllers(args))
@@ -181,7 +181,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         if args.config:
-            control_plane = ControlPlane(source=DirectorySource(*_existing(args.config)), settings=settings)
+            source = DirectorySource(*_existing(args.config), limits=_limits(args), settle_ms=args.settle_ms)
+            control_plane = ControlPlane(source=source, settings=settings)
         else:
             control_plane = await _kubernetes_control_plane(args, settings)
         await control_plane.run()
@@ -375,6 +376,21 @@ def _existing(paths: list[str]) -> list[Path]:
     return [Path(p) for p in paths]
 
 
+def _limits(args: argparse.Namespace):
+    from controlplane.sources.bounded_load import Limits
+
+    return Limits(max_file_bytes=args.max_file_bytes, max_document_bytes=args.max_document_bytes)
+
+
+def _limit_options(p: argparse.ArgumentParser) -> None:
+    from controlplane.sources.bounded_load import Limits
+
+    p.add_argument("--max-file-bytes", type=int, default=Limits.max_file_bytes, metavar="N",
+                   help=f"a larger file is refused and reported (default {Limits.max_file_bytes})")
+    p.add_argument("--max-document-bytes", type=int, default=Limits.max_document_bytes, metavar="N",
+                   help=f"a file with a larger document is refused and reported (default {Limits.max_document_bytes})")
+
+
 def _ns_name(kind: str, value: str) -> ResourceKey:
     namespace, sep, name = value.partition("/")
     if not sep:
@@ -422,6 +438,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
     _controller_option(p)
     _regex_option(p)
+    _limit_options(p)
     p.set_defaults(run=run_validate)
 
     p = sub.add_parser("explain", help="may SOURCE make this request, and which rule decides?")
@@ -478,6 +495,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--remote-cluster", action="append", default=[], metavar="NAME=KUBECONFIG",
                    help="(not supported yet) another cluster to watch")
     _controller_option(p)
+    _limit_options(p)
+    p.add_argument("--settle-ms", type=int, default=1000, metavar="MS",
+                   help="with --config: an object missing from a file that still exists is removed only once "
+                        "the file has stayed whole and unchanged this long (default 1000)")
     p.set_defaults(run=run_serve)
 
     p = sub.add_parser("identity", help="workload identities from the control plane's CA")

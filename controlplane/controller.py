@@ -26,6 +26,7 @@ from controlplane.identity import sds, xds_auth
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager
 from controlplane.sources.base import ChangeSet, Source
+from controlplane.sources.printable import printable
 from controlplane.translate.gateway import Resource, gateway_resources
 from controlplane.translate.serialize import SerializingCache
 from controlplane.xds import resources as types
@@ -225,12 +226,12 @@ class ControlPlane:
         if snapshot is None or (version and version != snapshot.version(type_url)):
             return  # about a version since replaced
         keys = self.publisher.culprits(node_key, error)
-        reason = f"{type_url.rpartition('.')[2]} refused by {node_key}: {_bounded(error)}"
+        reason = f"{type_url.rpartition('.')[2]} refused by {node_key}: {printable(error)}"
         dirty = self.graph.withhold(keys, reason)
         if not dirty:
             if not keys:
                 log.error("%s refused its config and no policy could be blamed; it keeps its last good "
-                          "config: %s", node_key, _bounded(error))
+                          "config: %s", node_key, printable(error))
             return
         log.error("withholding %s (fail closed) and publishing the rest: %s",
                   ", ".join(str(k) for k in sorted(dirty)), reason)
@@ -238,8 +239,7 @@ class ControlPlane:
 
     def apply(self, change: ChangeSet, *, publish: bool) -> None:
         for origin, problems in change.problems.items():
-            for problem in problems:
-                log.warning("invalid resource (kept out, last good version stays): %s", problem)
+            _log_problem_changes(origin, self.problems.get(origin, []), problems)
             if problems:
                 self.problems[origin] = problems
             else:
@@ -256,10 +256,19 @@ class ControlPlane:
             await self.xds.stop()
 
 
-def _bounded(text: str, limit: int = 300) -> str:
-    """Untrusted text (a proxy's error detail) made safe for one log line or a status message."""
-    text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+MAX_PROBLEM_LINES = 20  # per origin and change; the rest is counted (`agentic-cp validate` lists them all)
+
+
+def _log_problem_changes(origin: str, before: list[Problem], after: list[Problem]) -> None:
+    """Log a problem once when it appears and once when it clears, not again at every reload."""
+    previous, current = set(before), set(after)
+    for verb, level, problems in (("invalid resource (kept out, last good version stays)", logging.WARNING,
+                                   [p for p in after if p not in previous]),
+                                  ("problem cleared", logging.INFO, [p for p in before if p not in current])):
+        for problem in problems[:MAX_PROBLEM_LINES]:
+            log.log(level, "%s: %s", verb, printable(str(problem), 1000))
+        if len(problems) > MAX_PROBLEM_LINES:
+            log.log(level, "%s: %d more in %s", verb, len(problems) - MAX_PROBLEM_LINES, printable(origin))
 
 
 def _hours(value: float):

@@ -1,8 +1,8 @@
 """Turn a decoded YAML/JSON document into the resource model of its kind.
 
 Kinds are looked up by (group, version, kind). Documents of kinds this project does not read are
-skipped (None). A document that cannot be taken raises `InvalidResource` with one `Problem` per
-reason, each naming the field path in Kubernetes style (`spec.rules[0].authorization.cel`).
+skipped (None). A document that cannot be taken raises `InvalidResource` (and nothing else, whatever
+the document holds) with one `Problem` per reason, each naming the field path in Kubernetes style (`spec.rules[0].authorization.cel`).
 """
 
 from __future__ import annotations
@@ -69,6 +69,10 @@ def parse_object(doc: Any, *, origin: str = "-", doc_index: int = 0) -> Resource
         raise InvalidResource([problem(_field_path(e["loc"]), _message(e)) for e in err.errors()]) from None
     except ValueError as err:
         raise InvalidResource([problem("spec", str(err))]) from None
+    except RecursionError:
+        raise InvalidResource([problem("-", "nested too deep to validate")]) from None
+    except Exception as err:  # noqa: BLE001 - a validator's bug or an exhausted resource: still this document's problem
+        raise InvalidResource([problem("-", f"cannot validate: {type(err).__name__}: {err}")]) from None
     return obj
 
 
