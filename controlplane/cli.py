@@ -277,7 +277,9 @@ def run_bootstrap(args: argparse.Namespace) -> int:
         identity_id = spiffe_id(ca.trust_domain, key.namespace, key.name)
         node_id = xds_auth.node_id_for_workload(key.namespace, key.name)
     out = Path(args.out)
-    write_identity(out, ca.issue(identity_id, ttl=_hours(args.ttl_hours)), ca.bundle_pem)
+    role = node_id.split("~", 1)[0]
+    write_identity(out, xds_auth.issue_proxy_identity(ca, identity_id, role=role, ttl=_hours(args.ttl_hours)),
+                   ca.bundle_pem)
     path = write_bootstrap(out, node_id=node_id, node_cluster=node_id.split("~", 1)[0], xds_host=host,
                            xds_port=port, admin_port=args.admin_port, trust_domain=ca.trust_domain,
                            delta=args.delta)
