@@ -141,3 +141,14 @@ async def test_type_urls_per_stream_are_bounded(cache, start_server):
             client.send(f"type.googleapis.com/made.up.Type{i}")
         assert await client.status() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert metric(server, "xds_limit_refusals_total", limit="types_per_stream") == 1
+
+
+def test_serve_flags_set_the_limits():
+    from controlplane.cli import _parser, _xds_limits
+
+    args = _parser().parse_args(["serve", "--config", "c", "--state-dir", "s", "--xds-max-streams-per-identity", "3",
+                                 "--xds-max-names-per-type", "50"])
+    limits = _xds_limits(args)
+    assert (limits.streams_per_identity, limits.streams_per_connection) == (3, 3)
+    assert (limits.names_per_type, limits.names_per_request) == (50, 50)
+    assert _xds_limits(_parser().parse_args(["serve", "--config", "c", "--state-dir", "s"])) == StreamLimits()
