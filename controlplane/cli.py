@@ -174,7 +174,8 @@ def run_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     settings = Settings(state_dir=Path(args.state_dir), trust_domain=_trust_domain(args.state_dir, args.trust_domain),
                         xds_address=args.xds_address, admin_address=args.admin_address,
-                        controller_names=_controllers(args), admin_token=_admin_token(args.admin_token_file))
+                        controller_names=_controllers(args), admin_token=_admin_token(args.admin_token_file),
+                        xds_limits=_xds_limits(args))
     if args.remote_cluster:
         logging.getLogger("agentic-cp").warning("--remote-cluster is not supported yet; ignoring %s",
                                                 ", ".join(args.remote_cluster))
@@ -322,9 +323,10 @@ def run_bootstrap(args: argparse.Namespace) -> int:
         identity_id = spiffe_id(ca.trust_domain, key.namespace, key.name)
         node_id = xds_auth.node_id_for_workload(key.namespace, key.name)
     out = Path(args.out)
-    _write_identity(args.out, ca.issue(identity_id, ttl=ttl), ca.bundle_pem)
+    role = node_id.split("~", 1)[0]
+    _write_identity(args.out, xds_auth.issue_proxy_identity(ca, identity_id, role=role, ttl=ttl), ca.bundle_pem)
     try:
-        path = write_bootstrap(out, node_id=node_id, node_cluster=node_id.split("~", 1)[0], xds_host=host,
+        path = write_bootstrap(out, node_id=node_id, node_cluster=role, xds_host=host,
                                xds_port=port, admin_port=args.admin_port, trust_domain=ca.trust_domain,
                                delta=args.delta)
     except OSError as err:
@@ -398,6 +400,16 @@ def _ns_name(kind: str, value: str) -> ResourceKey:
     return ResourceKey(kind, namespace, name)
 
 
+def _xds_limits(args: argparse.Namespace):
+    from controlplane.xds.limits import StreamLimits
+
+    if min(args.xds_max_streams_per_identity, args.xds_max_names_per_type) < 1:
+        raise UsageError("--xds-max-* values must be at least 1")
+    return StreamLimits(streams_per_identity=args.xds_max_streams_per_identity,
+                        streams_per_connection=args.xds_max_streams_per_identity,
+                        names_per_type=args.xds_max_names_per_type, names_per_request=args.xds_max_names_per_type)
+
+
 def _controllers(args: argparse.Namespace) -> tuple[str, ...]:
     """GatewayClass controllerNames this control plane answers for: the flags, else $AGENTIC_CP_GATEWAY_CLASS_CONTROLLER,
     else upstream's, so that upstream manifests work unchanged."""
@@ -430,6 +442,8 @@ def _controller_option(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from controlplane.xds.limits import DEFAULT_LIMITS
+
     parser = argparse.ArgumentParser(prog="agentic-cp", description=__doc__)
     sub = parser.add_subparsers(metavar="COMMAND")
 
@@ -473,6 +487,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--context", help="kubeconfig context")
     p.add_argument("--xds-address", default="127.0.0.1:15010", metavar="HOST:PORT")
     p.add_argument("--admin-address", default="127.0.0.1:15014", metavar="HOST:PORT")
+    p.add_argument("--xds-max-streams-per-identity", type=int, default=DEFAULT_LIMITS.streams_per_identity,
+                   metavar="N", help="open ADS streams one client certificate may hold (also per connection)")
+    p.add_argument("--xds-max-names-per-type", type=int, default=DEFAULT_LIMITS.names_per_type, metavar="N",
+                   help="resource names one ADS stream may subscribe to per type (and carry per request)")
     p.add_argument("--state-dir", required=True, help="keeps the CA and other state")
     p.add_argument("--trust-domain", help=f"for a new state dir (default {DEFAULT_TRUST_DOMAIN})")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))

@@ -31,6 +31,7 @@ from controlplane.translate.gateway import Resource, gateway_resources
 from controlplane.translate.serialize import SerializingCache
 from controlplane.xds import resources as types
 from controlplane.xds.cache import Snapshot, SnapshotCache
+from controlplane.xds.limits import DEFAULT_LIMITS, StreamLimits
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Settings:
     namespace: str = xds_auth.CONTROL_PLANE_NAMESPACE
     service_account: str = xds_auth.CONTROL_PLANE_SERVICE_ACCOUNT
     admin_token: str | None = None  # bearer token for /debug/*; None: loopback clients only
+    xds_limits: StreamLimits = DEFAULT_LIMITS  # what one xDS client may open and subscribe to
 
 
 class Publisher:
@@ -182,7 +184,8 @@ class ControlPlane:
         from controlplane.xds.server import XdsServer
 
         host, _, _ = self.settings.xds_address.rpartition(":")
-        self.xds = XdsServer(cache=self.cache, authorize=xds_auth.authorize_by_spiffe_id(self.settings.trust_domain))
+        self.xds = XdsServer(cache=self.cache, authorize=xds_auth.authorize_by_spiffe_id(self.settings.trust_domain),
+                             limits=self.settings.xds_limits)
         self.publisher = Publisher(graph=self.graph, cache=self.cache, certificates=self.certificates,
                                    registry=self.xds.registry)
         hosts = [h for h in (host, *self.settings.extra_server_hosts) if h not in ("", "0.0.0.0")]

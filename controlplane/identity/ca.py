@@ -9,6 +9,11 @@ Leaf certificates follow upstream kube-agentic-networking's signer (reference 2.
 the SPIFFE ID, KeyUsage digitalSignature, EKU clientAuth + serverAuth, notBefore = now - 2 min (clock skew
 between machines), lifetime 24 h by default. The root signs leaves directly, so a leaf's chain is the leaf.
 
+An xDS proxy's credential carries one more thing, its xDS role: a subject OU ``xds-client:<role>``
+(``gateway`` or ``sidecar``). Workload SVIDs have none, so an agent's certificate, which names the same
+kind of SPIFFE ID, cannot pass as a proxy and read a proxy's config (keys, policy) over xDS. The URI SAN
+stays the only SAN-borne identity: an SVID keeps exactly one URI SAN.
+
 Concurrency: after loading, a CertificateAuthority holds only immutable objects and ``issue`` shares no
 mutable state, so it may be called from any thread or task.
 """
@@ -33,7 +38,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from controlplane.identity.files import atomic_write
 from controlplane.identity.spiffe import parse_spiffe_id, trust_domain_id, validate_trust_domain
 
-__all__ = ["CaStateError", "CertificateAuthority", "IssuedIdentity", "TrustDomainMismatch"]
+__all__ = [
+    "XDS_ROLE_PREFIX", "CaStateError", "CertificateAuthority", "IssuedIdentity", "TrustDomainMismatch",
+    "xds_roles_of_cert",
+]
 
 CA_DIR = "ca"
 CA_CERT_FILE = "ca.pem"
@@ -41,6 +49,7 @@ CA_KEY_FILE = "ca-key.pem"
 TRUST_DOMAIN_FILE = "trust-domain"
 ROOT_LIFETIME = timedelta(days=3650)
 BACKDATE = timedelta(minutes=2)
+XDS_ROLE_PREFIX = "xds-client:"
 
 
 class CaStateError(RuntimeError):
@@ -61,6 +70,7 @@ class IssuedIdentity:
     chain_pem: bytes
     not_before: datetime
     not_after: datetime
+    xds_role: str | None = None  # the xDS role the certificate grants (proxies only)
 
     @property
     def lifetime(self) -> timedelta:
@@ -82,6 +92,14 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+def xds_roles_of_cert(cert_pem: bytes) -> frozenset[str]:
+    """The xDS roles a PEM certificate grants (subject OUs ``xds-client:<role>``); empty for a workload."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return frozenset(str(u.value)[len(XDS_ROLE_PREFIX):] for u in units
+                     if str(u.value).startswith(XDS_ROLE_PREFIX))
 
 
 def _cert_pem(cert: x509.Certificate) -> bytes:
@@ -237,8 +255,12 @@ class CertificateAuthority:
         ip_addresses: Iterable[str] = (),
         ttl: timedelta = timedelta(hours=24),
         now: datetime | None = None,
+        xds_role: str | None = None,
     ) -> IssuedIdentity:
         """Sign a new key pair for ``spiffe_id`` (which must belong to this trust domain).
+
+        ``xds_role`` (``gateway``/``sidecar``) marks a proxy's credential: only such a certificate may
+        open an xDS stream as a node of that role.
 
         ``now`` exists for tests and for the rotation manager's injected clock. The leaf never outlives
         the root: a leaf valid after its issuer would fail verification at the end anyway.
@@ -253,16 +275,19 @@ class CertificateAuthority:
         not_after = min(now + ttl, self.certificate.not_valid_after_utc)
         key = _new_key()
         cert = self._sign_leaf(key, spiffe_id, _leaf_sans(spiffe_id, dns_names, ip_addresses),
-                               not_before=not_before, not_after=not_after)
+                               not_before=not_before, not_after=not_after, xds_role=xds_role)
         pem = _cert_pem(cert)
         return IssuedIdentity(spiffe_id=spiffe_id, cert_pem=pem, key_pem=_key_pem(key), chain_pem=pem,
-                              not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc)
+                              not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                              xds_role=xds_role)
 
-    def _sign_leaf(self, key, spiffe_id, sans, *, not_before: datetime, not_after: datetime) -> x509.Certificate:
-        subject = x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.trust_domain),
-            x509.NameAttribute(NameOID.COMMON_NAME, spiffe_id.rsplit("/", 1)[-1][:64]),
-        ])
+    def _sign_leaf(self, key, spiffe_id, sans, *, not_before: datetime, not_after: datetime,
+                   xds_role: str | None = None) -> x509.Certificate:
+        attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.trust_domain)]
+        if xds_role:
+            attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, XDS_ROLE_PREFIX + xds_role))
+        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, spiffe_id.rsplit("/", 1)[-1][:64]))
+        subject = x509.Name(attributes)
         ca_ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         return (
             x509.CertificateBuilder()

@@ -62,13 +62,17 @@ class CertificateManager:
     def bundle_pem(self) -> bytes:
         return self.ca.bundle_pem
 
-    def get(self, spiffe_id: str) -> IssuedIdentity:
-        """The current SVID for ``spiffe_id``; issued now if there is none or the cached one has expired."""
+    def get(self, spiffe_id: str, *, xds_role: str | None = None) -> IssuedIdentity:
+        """The current SVID for ``spiffe_id``; issued now if there is none or the cached one has expired.
+
+        ``xds_role`` asks for a proxy credential (ca.issue): a cached SVID without that role is re-issued
+        with it, and keeps it through renewals (the gateway's listener certificate is the same SVID)."""
         with self._lock:
             current = self._issued.get(spiffe_id)
             now = self._clock()
-            if current is None or now >= current.not_after:
-                current = self._issue(spiffe_id, now)
+            role = xds_role or (current.xds_role if current is not None else None)
+            if current is None or now >= current.not_after or current.xds_role != role:
+                current = self._issue(spiffe_id, now, xds_role=role)
             return current
 
     def peek(self, spiffe_id: str) -> IssuedIdentity | None:
@@ -99,7 +103,7 @@ class CertificateManager:
         with self._lock:
             due = self._due(now)
             for sid in due:
-                self._issue(sid, now)
+                self._issue(sid, now, xds_role=self._issued[sid].xds_role)
         return due
 
     def _due(self, now: datetime) -> list[str]:
@@ -112,8 +116,8 @@ class CertificateManager:
             times = [renewal_time(i, renew_fraction=self.renew_fraction) for i in self._issued.values()]
         return min(times, default=None)
 
-    def _issue(self, spiffe_id: str, now: datetime) -> IssuedIdentity:
-        ident = self.ca.issue(spiffe_id, ttl=self.ttl, now=now)
+    def _issue(self, spiffe_id: str, now: datetime, *, xds_role: str | None = None) -> IssuedIdentity:
+        ident = self.ca.issue(spiffe_id, ttl=self.ttl, now=now, xds_role=xds_role)
         self._issued[spiffe_id] = ident
         return ident
 

@@ -8,6 +8,10 @@ the SPIFFE ID its certificate must carry, so a server can refuse a proxy asking 
 Naming: a gateway's proxy runs as a ServiceAccount named like the Gateway (as kgateway does), so its ID is
 ``spiffe://<td>/ns/<ns>/sa/<gateway>``. Node ids are ``gateway~<ns>~<name>`` and ``sidecar~<ns>~<sa>``
 (``~`` cannot appear in Kubernetes names, so the split is unambiguous).
+
+A SPIFFE ID alone does not make a proxy: an agent's workload SVID for ``ns/NS/sa/SA`` names the same ID a
+``sidecar~NS~SA`` node must present. So proxy credentials also carry their xDS role (``issue_proxy_identity``,
+see identity/ca.py) and ``authorize_by_spiffe_id`` admits a node only with a certificate holding its role.
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ from controlplane.identity.spiffe import SPIFFE_ID_PATTERN, spiffe_id
 __all__ = [
     "CONTROL_PLANE_NAMESPACE",
     "CONTROL_PLANE_SERVICE_ACCOUNT",
+    "GATEWAY_ROLE",
+    "SIDECAR_ROLE",
     "NodeId",
     "authorize_by_spiffe_id",
     "channel_credentials",
     "control_plane_identity",
     "expected_spiffe_id",
+    "issue_proxy_identity",
     "issue_server_identity",
     "node_id_for_gateway",
     "node_id_for_workload",
@@ -113,12 +120,26 @@ def authorize_by_spiffe_id(trust_domain: str) -> Callable[[str | None, Any], str
             raise PermissionError(str(exc)) from exc
         if peer_identity != want:
             raise PermissionError(f"node {node_id!r} must present {want}, not {peer_identity}")
+        role = parse_node_id(node_id).role
+        if role not in getattr(peer_identity, "xds_roles", frozenset()):
+            raise PermissionError(
+                f"node {node_id!r} needs a certificate issued for the xDS role {role!r}; {peer_identity} holds "
+                f"a workload certificate (issue proxy credentials with `agentic-cp bootstrap`)")
         return node_id
 
     return authorize
 
 
 # -- certificates -----------------------------------------------------------------------------------------
+def issue_proxy_identity(
+    ca: CertificateAuthority, spiffe_id: str, *, role: str, ttl: timedelta = timedelta(hours=24)
+) -> IssuedIdentity:
+    """A proxy's xDS client credential: its SVID marked with the xDS ``role`` (gateway or sidecar)."""
+    if role not in _ROLES:
+        raise ValueError(f"unknown xDS role {role!r}: want one of {', '.join(_ROLES)}")
+    return ca.issue(spiffe_id, ttl=ttl, xds_role=role)
+
+
 def issue_server_identity(
     ca: CertificateAuthority,
     *,

@@ -49,6 +49,7 @@ from controlplane.api.gateway import Gateway
 from controlplane.identity.files import BUNDLE_FILE, CERT_FILE, KEY_FILE
 from controlplane.identity.xds_auth import (
     CONTROL_PLANE_SERVICE_ACCOUNT,
+    GATEWAY_ROLE,
     control_plane_identity,
     node_id_for_gateway,
     proxy_identity_for_gateway,
@@ -465,7 +466,7 @@ class Issuer(Protocol):
 
     bundle_pem: bytes
 
-    def get(self, spiffe_id: str) -> Any: ...
+    def get(self, spiffe_id: str, *, xds_role: str | None = None) -> Any: ...
 
 
 class GatewayProvisioner:
@@ -515,8 +516,9 @@ class GatewayProvisioner:
         """Every object for `gateway`, the credentials Secret included when an issuer is configured."""
         objects = render_gateway_infrastructure(gateway, **self._render_args)
         if self._issuer is not None:
-            identity = self._issuer.get(
-                proxy_identity_for_gateway(self._trust_domain, gateway.namespace, gateway.name)
+            identity = self._issuer.get(  # the proxy's xDS credential: its SVID with the gateway role
+                proxy_identity_for_gateway(self._trust_domain, gateway.namespace, gateway.name),
+                xds_role=GATEWAY_ROLE,
             )
             secret = render_credentials_secret(
                 gateway,

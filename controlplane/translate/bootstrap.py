@@ -21,6 +21,7 @@ import yaml
 
 from controlplane.identity.files import BUNDLE_FILE, CERT_FILE, KEY_FILE, atomic_write
 from controlplane.identity.xds_auth import control_plane_identity
+from controlplane.xds.keepalive import XDS_KEEPALIVE, KeepalivePolicy
 
 __all__ = [
     "XDS_CLUSTER",
@@ -120,8 +121,9 @@ def _upstream_tls(*, credentials_dir: Path, xds_host: str, server_spiffe_id: str
     return {"name": "envoy.transport_sockets.tls", "typed_config": ctx}
 
 
-def _xds_cluster(*, xds_host: str, xds_port: int, tls: dict) -> dict:
-    """The one static cluster: HTTP/2 (gRPC) to the control plane, with keepalive to notice a dead peer."""
+def _xds_cluster(*, xds_host: str, xds_port: int, tls: dict, keepalive: KeepalivePolicy) -> dict:
+    """The one static cluster: HTTP/2 (gRPC) to the control plane, with keepalive to notice a dead peer
+    (within what the xDS server permits: ``controlplane.xds.keepalive``)."""
     endpoint = {"endpoint": {"address": {"socket_address": {"address": xds_host, "port_value": xds_port}}}}
     cluster = {
         "name": XDS_CLUSTER,
@@ -132,7 +134,7 @@ def _xds_cluster(*, xds_host: str, xds_port: int, tls: dict) -> dict:
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                 "explicit_http_config": {
-                    "http2_protocol_options": {"connection_keepalive": {"interval": "30s", "timeout": "5s"}},
+                    "http2_protocol_options": {"connection_keepalive": keepalive.envoy_connection_keepalive()},
                 },
             },
         },
@@ -171,10 +173,12 @@ def render_bootstrap(
     trust_domain: str,
     control_plane_spiffe_id: str | None = None,
     delta: bool = False,
+    keepalive: KeepalivePolicy = XDS_KEEPALIVE,
 ) -> dict:
     """An Envoy v3 bootstrap (a YAML-able dict) for one proxy. Pure: reads and writes nothing.
 
     ``delta=True`` makes the ADS stream incremental (``api_type: DELTA_GRPC``) instead of state of the world.
+    ``keepalive`` must be the policy the xDS server runs with (the default is the server's default).
 
     ``credentials_dir`` must be where ``cert.pem``, ``key.pem``, ``bundle.pem`` and the SDS files from
     ``render_sds_files`` will be; paths are made absolute because Envoy resolves them from its cwd.
@@ -186,7 +190,7 @@ def render_bootstrap(
         "node": {"id": node_id, "cluster": node_cluster},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "dynamic_resources": _dynamic_resources(delta=delta),
-        "static_resources": {"clusters": [_xds_cluster(xds_host=xds_host, xds_port=xds_port, tls=tls)]},
+        "static_resources": {"clusters": [_xds_cluster(xds_host=xds_host, xds_port=xds_port, tls=tls, keepalive=keepalive)]},
         "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}]},
     }
 

@@ -42,6 +42,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from controlplane.xds.cache import Snapshot
+from controlplane.xds.logsafe import bound
 from controlplane.xds.protocol import WILDCARD, WILDCARD_TYPES, SyncStatus, push_order
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, XdsResource
 
@@ -230,7 +231,7 @@ class DeltaTypeState:
             return DeltaKind.INITIAL if first else DeltaKind.SUBSCRIBE
         pending = self._take_pending(nonce)
         if request.error_message is not None:
-            self.nonce_nacked, self.last_nack_error = nonce, request.error_message
+            self.nonce_nacked, self.last_nack_error = nonce, bound(request.error_message)
             if pending is not None:
                 for name, version in pending.versions.items():
                     self.rejected[name] = version

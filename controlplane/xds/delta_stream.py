@@ -56,6 +56,15 @@ class DeltaAdsStream(AdsStream):
     def _to_request(message: Any) -> DeltaRequest:
         return to_delta_request(message)
 
+    @staticmethod
+    def _names_in(request: DeltaRequest) -> int:
+        return len(request.subscribe) + len(request.unsubscribe) + len(request.initial_versions)
+
+    def _names_after(self, request: DeltaRequest) -> int:
+        state = self.states.get(request.type_url)
+        current = state.subscription.names if state is not None else frozenset()
+        return len((set(current) | set(request.subscribe)) - set(request.unsubscribe) - {"*"})
+
     def _new_state(self, type_url: str) -> DeltaTypeState:
         return DeltaTypeState(type_url, self._policies.get(type_url) or default_policy(type_url))
 

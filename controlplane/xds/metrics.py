@@ -61,6 +61,12 @@ class XdsMetrics:
             ["reason"],
             registry=r,
         )
+        self.limit_refusals = Counter(
+            "xds_limit_refusals",
+            "Streams refused or ended for exceeding a client limit (streams, names, types).",
+            ["limit"],
+            registry=r,
+        )
         self.config_size = Histogram(
             "xds_config_size_bytes",
             "Size of one DiscoveryResponse on the wire.",

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from controlplane.xds.cache import Snapshot
+from controlplane.xds.logsafe import bound
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, XdsResource
 
 WILDCARD = "*"
@@ -122,7 +123,7 @@ class TypeState:
             self.version_acked, self.nonce_acked = request.version_info, request.response_nonce
         elif kind is RequestKind.NACK:
             self.version_acked = request.version_info  # what the client still runs
-            self.nonce_nacked, self.last_nack_error = request.response_nonce, request.error_message
+            self.nonce_nacked, self.last_nack_error = request.response_nonce, bound(request.error_message)
         return kind
 
     def _classify(self, request: Request) -> RequestKind:

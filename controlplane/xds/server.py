@@ -6,6 +6,10 @@ generic handler whose serializer passes bytes through. Every stream is authorize
 before any work: ``authorize(peer_identity, node)`` maps the verified client identity
 (mTLS URI SAN, or None on plaintext) and the client-asserted Node to the node key of
 the snapshot it may read, or raises PermissionError.
+
+Clients are bounded (limits.py): streams per identity and per connection, names per
+type and per request; bytes that do not parse end the stream with INVALID_ARGUMENT and
+one log line; HTTP/2 keepalive matches the bootstraps' (keepalive.py).
 """
 
 from __future__ import annotations
@@ -23,9 +27,13 @@ from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryRequest, D
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.delta import RemovalPolicy
 from controlplane.xds.delta_stream import DeltaAdsStream
+from controlplane.xds.keepalive import XDS_KEEPALIVE, KeepalivePolicy
+from controlplane.xds.limits import DEFAULT_LIMITS, LimitExceeded, StreamAdmission, StreamLimits
+from controlplane.xds.logsafe import clip
+from controlplane.xds.memory import MemoryReleaser
 from controlplane.xds.metrics import XdsMetrics
 from controlplane.xds.peer import peer_identity
-from controlplane.xds.stream import AdsStream, ConnectionInfo, ProtocolViolation
+from controlplane.xds.stream import AdsStream, ConnectionInfo, MalformedRequest, ProtocolViolation
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,19 @@ def _passthrough(data: bytes) -> bytes:
     return data
 
 
+def _parse_or_malformed(message_class: type) -> Callable[[bytes], Any]:
+    """A request deserializer that yields MalformedRequest instead of raising: a raise inside grpc's
+    deserializer ends the RPC with UNKNOWN and a long traceback; the stream reports it cleanly instead."""
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return message_class.parse(data)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the client's malformed message
+            return MalformedRequest(message_class.__name__, f"{type(exc).__name__}: {exc}")
+
+    return deserialize
+
+
 class XdsServer:
     """ADS over grpc.aio, serving snapshots from a ``SnapshotCache``."""
 
@@ -56,8 +77,11 @@ class XdsServer:
         metrics: XdsMetrics | None = None,
         control_plane_id: str | None = None,
         delta_policies: Mapping[str, RemovalPolicy] | None = None,
+        limits: StreamLimits = DEFAULT_LIMITS,
+        keepalive: KeepalivePolicy = XDS_KEEPALIVE,
     ) -> None:
-        """``delta_policies`` overrides delta.DEFAULT_POLICIES (removed_resources per type URL)."""
+        """``delta_policies`` overrides delta.DEFAULT_POLICIES (removed_resources per type URL);
+        ``keepalive`` must be the policy the proxies' bootstraps were rendered with."""
         self.cache = cache
         self._delta_policies = dict(delta_policies or {})
         self.metrics = metrics if metrics is not None else XdsMetrics()
@@ -65,6 +89,10 @@ class XdsServer:
         self._control_plane_id = (
             control_plane_id or f"agentic-cp/{socket.gethostname()}/{cache.version_prefix}"
         )
+        self._limits = limits
+        self._admission = StreamAdmission(limits)
+        self._keepalive = keepalive
+        self._memory = MemoryReleaser()
         self._streams: dict[int, AdsStream] = {}
         self._stream_ids = itertools.count(1)
         self._server: grpc.aio.Server | None = None
@@ -81,7 +109,7 @@ class XdsServer:
 
     async def start(self, address: str, server_credentials: grpc.ServerCredentials | None = None) -> int:
         """Listen on ``host:port`` (port 0 picks one) and return the bound port."""
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=self._keepalive.server_options())
         server.add_generic_rpc_handlers([self._handlers()])
         if server_credentials is None:
             self.port = server.add_insecure_port(address)
@@ -103,12 +131,12 @@ class XdsServer:
             {
                 "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
                     self._stream_aggregated,
-                    request_deserializer=DiscoveryRequest.parse,
+                    request_deserializer=_parse_or_malformed(DiscoveryRequest),
                     response_serializer=_passthrough,
                 ),
                 "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
                     self._delta_aggregated,
-                    request_deserializer=DeltaDiscoveryRequest.parse,
+                    request_deserializer=_parse_or_malformed(DeltaDiscoveryRequest),
                     response_serializer=_passthrough,
                 ),
             },
@@ -127,31 +155,46 @@ class XdsServer:
         except StopAsyncIteration:
             return
         stream = await self._admit(first, context, delta=delta)
+        try:
+            self._admission.open(stream.peer_identity, stream.peer)
+        except LimitExceeded as exc:
+            await self._refuse_over_limit(context, stream, exc)
         self._streams[stream.stream_id] = stream
         self.metrics.connected_proxies.inc()
         if delta:
             self.metrics.delta_streams.inc()
-        log.info(
-            "%s stream %d open: node %s key %s peer %s",
-            stream.variant,
-            stream.stream_id,
-            stream.node_id,
-            stream.node_key,
-            stream.peer,
-        )
+        log.info("%s stream %d open: node %s key %s peer %s", stream.variant, stream.stream_id,
+                 clip(stream.node_id), clip(stream.node_key), stream.peer)
         try:
             await stream.run(first, requests)
         except ProtocolViolation as exc:
+            self.metrics.rejected_streams.labels("protocol").inc()
+            log.warning("stream %d from %s (%s) ended: %s", stream.stream_id, clip(stream.node_id),
+                        stream.peer, clip(exc))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except LimitExceeded as exc:
+            await self._refuse_over_limit(context, stream, exc)
         finally:
+            self._admission.close(stream.peer_identity, stream.peer)
             del self._streams[stream.stream_id]
             self.metrics.connected_proxies.dec()
             if delta:
                 self.metrics.delta_streams.dec()
-            log.info("stream %d closed: node %s", stream.stream_id, stream.node_id)
+            log.info("stream %d closed: node %s", stream.stream_id, clip(stream.node_id))
+            self._memory.stream_closed()
+
+    async def _refuse_over_limit(self, context: Any, stream: AdsStream, exc: LimitExceeded) -> None:
+        self.metrics.limit_refusals.labels(exc.reason).inc()
+        log.warning("stream %d from %s (identity %s, %s) refused: %s", stream.stream_id, clip(stream.node_id),
+                    clip(stream.peer_identity), stream.peer, exc)
+        await context.abort(exc.code, str(exc))
 
     async def _admit(self, first: Any, context: Any, *, delta: bool = False) -> AdsStream:
         """Validate the first request and authorize the client, or abort the RPC."""
+        if isinstance(first, MalformedRequest):
+            log.warning("malformed %s from %s: %s", first.message_type, context.peer(), clip(first.error))
+            await self._reject(context, grpc.StatusCode.INVALID_ARGUMENT, f"malformed {first.message_type}",
+                               "malformed")
         node = first.node
         if node is None or not node.id:  # R3
             await self._reject(context, grpc.StatusCode.INVALID_ARGUMENT, "missing node information", "node")
@@ -165,7 +208,7 @@ class XdsServer:
             if inspect.isawaitable(node_key):
                 node_key = await node_key
         except PermissionError as exc:
-            log.warning("refused node %s (identity %s): %s", node.id, identity, exc)
+            log.warning("refused node %s (identity %s): %s", clip(node.id), clip(identity), clip(exc))
             await self._reject(
                 context, grpc.StatusCode.PERMISSION_DENIED, str(exc) or "not authorized", "auth"
             )
@@ -181,6 +224,7 @@ class XdsServer:
             metrics=self.metrics,
             write=context.write,
             control_plane_id=self._control_plane_id,
+            limits=self._limits,
         )
 
     async def _reject(self, context: Any, code: grpc.StatusCode, message: str, reason: str) -> None:

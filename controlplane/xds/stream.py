@@ -16,6 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.limits import (
+    DEFAULT_LIMITS,
+    StreamLimits,
+    check_request_size,
+    check_subscription_size,
+    check_type_count,
+)
+from controlplane.xds.logsafe import clip
 from controlplane.xds.metrics import XdsMetrics
 from controlplane.xds.protocol import Request, RequestKind, Response, TypeState, plan_pushes, push_order
 from controlplane.xds.resources import short_name
@@ -29,6 +37,14 @@ _END = object()  # inbox marker: the client closed its side
 
 class ProtocolViolation(Exception):
     """A request the server refuses; the server ends the stream with INVALID_ARGUMENT."""
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedRequest:
+    """What the server's deserializer yields for bytes that do not parse as ``message_type``."""
+
+    message_type: str
+    error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +111,7 @@ class AdsStream:
         metrics: XdsMetrics,
         write: Callable[[bytes], Awaitable[None]],
         control_plane_id: str = "",
+        limits: StreamLimits = DEFAULT_LIMITS,
     ) -> None:
         self.stream_id = stream_id
         self.node_id, self.node_key = node_id, node_key
@@ -103,6 +120,7 @@ class AdsStream:
         self.states: dict[str, TypeState] = {}
         self._cache, self._metrics, self._write = cache, metrics, write
         self._control_plane_id = control_plane_id
+        self._limits = limits
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
         self._snapshot_queued = False
         self._nonce = 0
@@ -142,9 +160,12 @@ class AdsStream:
             self._inbox.put_nowait(_SNAPSHOT)
 
     async def _on_request(self, message: Any) -> None:
+        if isinstance(message, MalformedRequest):
+            raise ProtocolViolation(f"malformed {message.message_type}")
         request = self._to_request(message)
         if not request.type_url:
             raise ProtocolViolation("type_url is required on ADS")  # R2
+        self._check_limits(request)
         state = self.states.get(request.type_url)
         if state is None:
             state = self.states[request.type_url] = self._new_state(request.type_url)
@@ -162,7 +183,22 @@ class AdsStream:
         if snapshot is not None:
             await self._send(self._plan(snapshot, self.states), self._cache.set_at(self.node_key))
 
+    def _check_limits(self, request: Any) -> None:
+        """Raise LimitExceeded before a request grows the stream past its StreamLimits."""
+        check_request_size(self._names_in(request), self._limits)
+        if request.type_url not in self.states:
+            check_type_count(len(self.states) + 1, self._limits)
+        check_subscription_size(clip(request.type_url, 200), self._names_after(request), self._limits)
+
     # --- what differs between the variants (the delta stream overrides these) ----------------------------
+
+    @staticmethod
+    def _names_in(request: Request) -> int:
+        return len(request.resource_names)
+
+    def _names_after(self, request: Request) -> int:
+        """How many names the type's subscription holds once ``request`` applies (SotW: the request's)."""
+        return len(set(request.resource_names) - {"*"})
 
     @staticmethod
     def _to_request(message: Any) -> Request:
@@ -200,7 +236,8 @@ class AdsStream:
 
     def _record_nack(self, label: str, what: str, error: str | None) -> None:
         self._metrics.nacks.labels(label).inc()
-        log.warning("%s NACK from %s (%s) for %s %s: %s", self.variant, self.node_id, self.peer, label, what, error)
+        log.warning("%s NACK from %s (%s) for %s %s: %s", self.variant, clip(self.node_id), self.peer, label,
+                    clip(what), clip(error))
 
     def _record_ack(self, state: Any, label: str, *, converged: bool) -> None:
         """Count an ACK; when it answers the latest push, observe how long that push took to converge."""

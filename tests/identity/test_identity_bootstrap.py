@@ -18,9 +18,11 @@ from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.files import write_identity
 from controlplane.identity.xds_auth import (
     expected_spiffe_id,
+    issue_proxy_identity,
     issue_server_identity,
     node_id_for_gateway,
     node_id_for_workload,
+    parse_node_id,
     peer_spiffe_id,
     server_credentials,
 )
@@ -33,7 +35,8 @@ def _prepare(tmp_path: Path, ca: CertificateAuthority, *, node_id: str, xds_host
              admin_port: int = 0, **extra) -> Path:
     """Issue the proxy's SVID into ``tmp_path/creds`` and write a bootstrap into ``tmp_path/out``."""
     creds = tmp_path / "creds"
-    write_identity(creds, ca.issue(expected_spiffe_id(TD, node_id)), ca.bundle_pem)
+    proxy = issue_proxy_identity(ca, expected_spiffe_id(TD, node_id), role=parse_node_id(node_id).role)
+    write_identity(creds, proxy, ca.bundle_pem)
     return write_bootstrap(tmp_path / "out", credentials_dir=creds, node_id=node_id, node_cluster="agentic",
                            xds_host=xds_host, xds_port=xds_port, admin_port=admin_port, trust_domain=TD,
                            **extra)
@@ -183,7 +186,7 @@ async def test_real_envoy_connects_with_its_svid_and_picks_up_rotation(tmp_path,
         assert recorder.seen[0] == ("spiffe://example.org/ns/gw-ns/sa/mcp-gw", node)
 
         before = await _xds_client_serials(admin)
-        renewed = ca.issue(expected_spiffe_id(TD, node))
+        renewed = issue_proxy_identity(ca, expected_spiffe_id(TD, node), role="gateway")
         write_identity(tmp_path / "creds", renewed, ca.bundle_pem)
         want = renewed.certificate().serial_number
         for _ in range(100):

@@ -22,6 +22,7 @@ from controlplane.identity.xds_auth import (
     server_credentials,
     spiffe_ids_of_cert,
 )
+from controlplane.xds.peer import VerifiedPeer
 
 AGENT = "spiffe://example.org/ns/team-a/sa/agent"
 SERVICE, METHOD = "agentic.test.Identity", "WhoAmI"
@@ -38,12 +39,15 @@ def test_names():
 
 def test_authorize_binds_node_id_to_certificate():
     authorize = authorize_by_spiffe_id("example.org")
-    assert authorize(AGENT, SimpleNamespace(id="sidecar~team-a~agent")) == "sidecar~team-a~agent"
+    sidecar = VerifiedPeer(AGENT, frozenset({"sidecar"}))
+    assert authorize(sidecar, SimpleNamespace(id="sidecar~team-a~agent")) == "sidecar~team-a~agent"
     for peer, node_id in [
         (None, "sidecar~team-a~agent"),  # plaintext
-        (AGENT, "sidecar~team-a~other"),  # asks for someone else's config
-        (AGENT, "garbage"),
-        ("spiffe://other.org/ns/team-a/sa/agent", "sidecar~team-a~agent"),
+        (sidecar, "sidecar~team-a~other"),  # asks for someone else's config
+        (sidecar, "garbage"),
+        (VerifiedPeer("spiffe://other.org/ns/team-a/sa/agent", frozenset({"sidecar"})), "sidecar~team-a~agent"),
+        (AGENT, "sidecar~team-a~agent"),  # the agent's workload certificate: no xDS role
+        (VerifiedPeer(AGENT, frozenset({"gateway"})), "sidecar~team-a~agent"),  # another role
     ]:
         with pytest.raises(PermissionError):
             authorize(peer, SimpleNamespace(id=node_id))

@@ -171,14 +171,15 @@ async def test_xds_serves_a_gateway_config_only_to_that_gateways_credentials(mes
     from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest, DiscoveryResponse
 
     from controlplane.identity.ca import CertificateAuthority
-    from controlplane.identity.xds_auth import channel_credentials
+    from controlplane.identity.xds_auth import channel_credentials, issue_proxy_identity
 
     ca = CertificateAuthority.load_or_create(mesh.state, trust_domain="cluster.local")
     request = DiscoveryRequest(node=Node(id="gateway~quickstart~agent-gateway"),
                                type_url="type.googleapis.com/envoy.config.listener.v3.Listener")
 
-    async def first_response(identity_id: str):
-        credentials = channel_credentials(bundle_pem=ca.bundle_pem, identity=ca.issue(identity_id))
+    async def first_response(identity_id: str, *, proxy: bool = True):
+        identity = issue_proxy_identity(ca, identity_id, role="gateway") if proxy else ca.issue(identity_id)
+        credentials = channel_credentials(bundle_pem=ca.bundle_pem, identity=identity)
         async with grpc.aio.secure_channel(f"127.0.0.1:{mesh.ports.xds}", credentials) as channel:
             stream = channel.stream_stream(
                 "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
@@ -191,6 +192,9 @@ async def test_xds_serves_a_gateway_config_only_to_that_gateways_credentials(mes
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await first_response("spiffe://cluster.local/ns/quickstart/sa/math-agent")
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as workload:  # the gateway's SPIFFE ID, but no xDS role
+        await first_response("spiffe://cluster.local/ns/quickstart/sa/agent-gateway", proxy=False)
+    assert workload.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 async def test_every_decision_is_in_the_access_log_at_run_time(mesh):

@@ -229,7 +229,8 @@ async def test_two_control_planes_issue_from_one_ca_and_accept_each_others_proxi
 
         # Each replica's gateway certificate verifies against the other's bundle.
         gateway_id = proxy_identity_for_gateway(TD, "quickstart", "agent-gateway")
-        from_a, from_b = a.certificates.get(gateway_id), b.certificates.get(gateway_id)
+        # (with the xDS role the provisioner gives the proxy's credentials)
+        from_a, from_b = (plane.certificates.get(gateway_id, xds_role="gateway") for plane in (a, b))
         assert from_a.cert_pem != from_b.cert_pem  # issued separately...
         assert verifies(from_a.cert_pem, b.certificates.bundle_pem)  # ...by the same root
         assert verifies(from_b.cert_pem, a.certificates.bundle_pem)
