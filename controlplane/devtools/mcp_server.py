@@ -15,6 +15,10 @@ implementation: stateful sessions (``mcp-session-id``), SSE responses by default
                            hold secrets.
 - ``get-tiny-image {}``  -> text, a 1x1 PNG image content (base64), text (upstream's shape)
 
+``--tool-log FILE`` appends one JSON line per tool that actually ran (``{"tool": ..., "arguments": ...}``):
+the server's own record of what executed, so a test can prove that a request a gateway should have
+refused never reached a tool, whatever the answer the caller saw.
+
 Use in-process (tests)::
 
     async with serve_mcp(port=0) as server:
@@ -80,30 +84,46 @@ def tiny_png() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
-def build_server(*, name: str = "mcp-servers/everything"):
+def _recorder(tool_log: str | os.PathLike[str] | None):
+    """A function that records one executed tool call in ``tool_log`` (or does nothing without one)."""
+
+    def record(tool: str, **arguments) -> None:
+        if tool_log is not None:
+            with open(tool_log, "a", encoding="utf-8") as log:
+                log.write(json.dumps({"tool": tool, "arguments": arguments}) + "\n")
+
+    return record
+
+
+def build_server(*, name: str = "mcp-servers/everything", tool_log: str | os.PathLike[str] | None = None):
     """A fresh ``MCPServer`` holding the four tools. One per serve: the SDK's session manager runs once."""
     from mcp.server.mcpserver import MCPServer
     from mcp_types import ImageContent, TextContent
 
     server = MCPServer(name, version="devtools", log_level="WARNING")
+    record = _recorder(tool_log)
 
     @server.tool(name="get-sum", description="Returns the sum of two numbers", structured_output=False)
     def get_sum(a: float, b: float) -> str:
+        record("get-sum", a=a, b=b)
         return f"The sum of {js_number(a)} and {js_number(b)} is {js_number(a + b)}."
 
     @server.tool(name="echo", description="Echoes back the input string", structured_output=False)
     def echo(message: str) -> str:
+        record("echo", message=message)
         return f"Echo: {message}"
 
     @server.tool(name="get-env", description="Returns a few facts about the server's environment",
                  structured_output=False)
     def get_env() -> str:
+        record("get-env")
         facts = {"server": "controlplane.devtools.mcp_server", "python": platform.python_version(),
                  "pid": os.getpid(), "MCP_TEST_SERVER": "1"}
         return json.dumps(facts, indent=2)
 
     @server.tool(name="get-tiny-image", description="Returns a tiny image", structured_output=False)
     def get_tiny_image() -> list:
+        record("get-tiny-image")
         return [
             TextContent(type="text", text="This is a tiny image:"),
             ImageContent(type="image", data=base64.b64encode(tiny_png()).decode(), mime_type="image/png"),
@@ -172,6 +192,7 @@ async def serve_mcp(
     json_response: bool = False,
     dns_rebinding_protection: bool = False,
     startup_timeout: float = 10.0,
+    tool_log: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[McpServerHandle]:
     """Serve the test tools at ``http://host:port/path`` on the running loop until the block exits.
 
@@ -182,7 +203,7 @@ async def serve_mcp(
     import uvicorn
     from mcp.server.transport_security import TransportSecuritySettings
 
-    app = build_server().streamable_http_app(
+    app = build_server(tool_log=tool_log).streamable_http_app(
         streamable_http_path=path,
         json_response=json_response,
         host=host,
@@ -225,9 +246,10 @@ async def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--path", default=DEFAULT_PATH)
     parser.add_argument("--json-response", action="store_true", help="answer POSTs with JSON, not SSE")
+    parser.add_argument("--tool-log", help="append one JSON line per executed tool call to this file")
     args = parser.parse_args(argv)
     async with serve_mcp(port=args.port, host=args.host, path=args.path,
-                         json_response=args.json_response) as server:
+                         json_response=args.json_response, tool_log=args.tool_log) as server:
         print(f"MCP test server listening on {server.url}", flush=True)
         await server.wait()
     return 0

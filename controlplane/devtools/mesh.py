@@ -72,7 +72,8 @@ class LocalMesh:
     def start(self) -> None:
         self._copy_config()
         self.mcp_server = self._spawn("mcp-server.log", [sys.executable, "-m", "controlplane.devtools.mcp_server",
-                                                         "--port", str(self.ports.mcp)])
+                                                         "--port", str(self.ports.mcp),
+                                                         "--tool-log", str(self.tool_log_path)])
         wait_for_port(self.ports.mcp, what="MCP server", proc=self.mcp_server)
         self.start_control_plane()
         bootstrap_dir = self.workdir / "gateway"
@@ -110,6 +111,18 @@ class LocalMesh:
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.ports.gateway}/tools/mcp"
+
+    @property
+    def tool_log_path(self) -> Path:
+        return self.workdir / "tools-run.jsonl"
+
+    def tools_run(self) -> list[dict]:
+        """Every tool call the MCP server executed, in order (its own record, not the gateway's)."""
+        import json
+
+        if not self.tool_log_path.exists():
+            return []
+        return [json.loads(line) for line in self.tool_log_path.read_text().splitlines() if line]
 
     def identity(self, agent: str, *, namespace: str = "quickstart") -> tuple[Path, Path]:
         out = self.workdir / "agents" / f"{namespace}-{agent}"

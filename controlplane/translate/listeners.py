@@ -3,7 +3,8 @@
 Every HTTP connection manager has the same fixed filter chain, so that no policy change ever touches
 a Listener (which would drain it and cut long MCP streams):
 
-1. `envoy.filters.http.mcp` parses JSON-RPC into dynamic metadata;
+1. `envoy.filters.http.mcp` parses JSON-RPC into dynamic metadata, fail closed (translate/mcp.py): what it
+   cannot parse whole and unambiguously never reaches an MCP backend;
 2. `rbac.gateway_extauth`, `rbac.backend_extauth`: empty RBAC (allow all); an ExternalAuth policy's
    rules arrive per virtual host / weighted cluster as shadow rules that mark the request delegated;
 3. `ext_authz.gateway`, `ext_authz.backend`: enabled only for a request so marked (filter_enabled_metadata),
@@ -22,11 +23,11 @@ and validated against the mesh trust bundle, both delivered over SDS.
 from __future__ import annotations
 
 from controlplane.identity.sds import SERVER_CERT_SECRET, TRUST_BUNDLE_SECRET
+from controlplane.translate.mcp import MCP_FILTER, mcp_filter_config
 from controlplane.translate.rbac import MCP_METADATA, RBAC_TYPE
 from controlplane.translate.routes import BACKEND, GATEWAY, Level, route_config_name
 
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-MCP_TYPE = "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp"
 EXT_AUTHZ_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
 EXT_AUTHZ_UNSET_CLUSTER = "ext-authz-unset"  # never defined: reached only if a route forgot its override
 ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
@@ -42,6 +43,7 @@ ACCESS_LOG_FORMAT = {
     "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
     "mcp_method": "%DYNAMIC_METADATA(envoy.filters.http.mcp:method)%",
     "tool": "%DYNAMIC_METADATA(envoy.filters.http.mcp:params:name)%",
+    "mcp_partial": "%DYNAMIC_METADATA(envoy.filters.http.mcp:is_exceeding_limit)%",  # parsed in part only
     "status": "%RESPONSE_CODE%",
     "details": "%RESPONSE_CODE_DETAILS%",
     "flags": "%RESPONSE_FLAGS%",  # e.g. UAEX: the external authorizer denied; UF: the backend was unreachable
@@ -73,7 +75,7 @@ def http_connection_manager(*, port: int, stat_prefix: str) -> dict:
         "statPrefix": stat_prefix,
         "rds": {"routeConfigName": route_config_name(port), "configSource": ADS},
         "httpFilters": [
-            {"name": "envoy.filters.http.mcp", "typedConfig": {"@type": MCP_TYPE}},
+            {"name": MCP_FILTER, "typedConfig": mcp_filter_config()},
             {"name": GATEWAY.extauth_rbac_filter, "typedConfig": {"@type": RBAC_TYPE}},
             {"name": BACKEND.extauth_rbac_filter, "typedConfig": {"@type": RBAC_TYPE}},
             {"name": GATEWAY.ext_authz_filter, "typedConfig": _ext_authz(GATEWAY)},

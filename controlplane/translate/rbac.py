@@ -6,6 +6,10 @@ between same-named rules of different policies. The caller is the peer certifica
 (`authenticated.principal_name`); MCP matchers read the MCP filter's dynamic metadata. The same rules
 are installed as shadow rules so that the access log can name the rule that allowed a request.
 
+Every policy also requires that the MCP filter parsed the whole body (no `is_exceeding_limit` marker,
+translate/mcp.py): a decision is never taken on a prefix of the message the server will run. Where
+the filter refuses such bodies itself (routes to XBackends) this never fires; it is the second lock.
+
 An ExternalAuth policy's rules say which requests are delegated to its authorizer. They become the
 shadow rules of a transparent RBAC (its real rules allow everything): a matching shadow rule only
 writes `<stat prefix>shadow_effective_policy_id` into the `envoy.filters.http.rbac` dynamic metadata,
@@ -24,8 +28,9 @@ from controlplane.api.agentic import (
 )
 from controlplane.graph.request import BASE_EXACT_METHODS, BASE_PREFIX_METHODS
 from controlplane.graph.rules import ANY_SOURCE, NO_SOURCE, PolicyView, ResolvedRule
+from controlplane.translate.mcp import EXCEEDING_LIMIT_KEY, MCP_FILTER
 
-MCP_METADATA = "envoy.filters.http.mcp"
+MCP_METADATA = MCP_FILTER
 RBAC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
 RBAC_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
 ANY = {"any": True}
@@ -53,20 +58,27 @@ def external_auth_rbac(view: PolicyView, *, stat_prefix: str) -> dict:
 
     A policy without rules resolves to one any/any rule (it applies to all traffic)."""
     policies = {rule.ref: rule_policy(rule) for rule in view.rules}
-    allow_all = {"action": "ALLOW", "policies": {"allow-all": {"permissions": [ANY], "principals": [ANY]}}}
+    allow_all = {"action": "ALLOW", "policies": {"allow-all": {"permissions": [fully_parsed()], "principals": [ANY]}}}
     rbac = {"rules": allow_all, "shadowRules": {"action": "ALLOW", "policies": policies},
             "shadowRulesStatPrefix": stat_prefix}
     return {"@type": RBAC_PER_ROUTE_TYPE, "rbac": rbac}
 
 
 def rule_policy(rule: ResolvedRule) -> dict:
-    policy = {"permissions": [permission(rule.authorization)], "principals": [principal(rule.principal)]}
+    policy = {"permissions": [_and([fully_parsed(), permission(rule.authorization)])],
+              "principals": [principal(rule.principal)]}
     auth = rule.authorization
     if auth is not None and auth.type is AuthorizationType.CEL:
         from controlplane.api.cel_ast import compile_condition
 
         policy["condition"] = compile_condition(auth.cel.expression).to_dict()
     return policy
+
+
+def fully_parsed() -> dict:
+    """Matches unless the MCP filter marked the body as parsed only in part (past its size limit)."""
+    marked = {"filter": MCP_FILTER, "path": [{"key": EXCEEDING_LIMIT_KEY}], "value": {"presentMatch": True}}
+    return {"notRule": {"sourcedMetadata": {"metadataMatcher": marked, "metadataSource": "DYNAMIC"}}}
 
 
 def principal(value: str) -> dict:
@@ -172,6 +184,13 @@ def _header(name: str, string_match: dict) -> dict:
 
 def _regex(pattern: str) -> dict:
     return {"safeRegex": {"regex": pattern}}
+
+
+def _and(rules: list[dict]) -> dict:
+    rules = [r for r in rules if r != ANY]
+    if not rules:
+        return ANY
+    return rules[0] if len(rules) == 1 else {"andRules": {"rules": rules}}
 
 
 def _or(rules: list[dict]) -> dict:

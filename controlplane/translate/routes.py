@@ -29,6 +29,7 @@ from controlplane.translate.clusters import (
     service_cluster_name,
     xbackend_cluster_name,
 )
+from controlplane.translate.mcp import MCP_FILTER, pass_through_override
 from controlplane.translate.rbac import DENY_ALL, SHADOW_POLICY_ID_KEY, external_auth_rbac, level_rbac
 
 EXT_AUTHZ_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
@@ -154,6 +155,8 @@ def _virtual_host(graph: AuthorizationGraph, gateway: ResourceKey, domain: str, 
 
 def _route(graph: AuthorizationGraph, rid: str, node: dict, match: RouteMatch) -> dict:
     route: dict = {"name": f"{rid.removeprefix('route:')}", "match": _match(match)}
+    if not _reaches_xbackend(graph, rid):  # redirects and Service backends: not necessarily MCP traffic
+        route["typedPerFilterConfig"] = {MCP_FILTER: pass_through_override()}
     filters: dict[str, RouteFilter] = {f.type: f for f in node["filters"]}
     if "RequestRedirect" in filters:
         route["redirect"] = _redirect(filters["RequestRedirect"].request_redirect, match)
@@ -199,6 +202,12 @@ def _string_header(name: str, kind: str, value: str) -> dict:
 
 def _string_match(kind: str, value: str) -> dict:
     return {"exact": value} if kind == "Exact" else {"safeRegex": {"regex": value}}
+
+
+def _reaches_xbackend(graph: AuthorizationGraph, rid: str) -> bool:
+    """Whether any backend of the route is an MCP server; only such routes refuse non-MCP traffic."""
+    return any(data["rel"] == "backend" and graph.graph.nodes[bid]["kind"] == "XBackend"
+               for _, bid, data in graph.graph.out_edges(rid, data=True))
 
 
 def _weighted_clusters(graph: AuthorizationGraph, rid: str) -> list[dict]:

@@ -22,6 +22,7 @@ from controlplane.graph.model import AuthorizationGraph, build
 from controlplane.sources.base import ChangeSet
 from controlplane.sources.directory import DirectorySource
 from controlplane.translate.gateway import gateway_resources
+from controlplane.translate.rbac import fully_parsed
 from controlplane.xds import resources as types
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,11 +112,11 @@ def test_backend_level_external_auth_sits_on_the_weighted_cluster():
     assert set(configs) == {"envoy.filters.http.rbac.backend", "envoy.filters.http.rbac.backend_extauth",
                             "envoy.filters.http.ext_authz.backend"}
     rbac = configs["envoy.filters.http.rbac.backend_extauth"]["rbac"]
-    assert rbac["rules"] == {"action": "ALLOW", "policies": {"allow-all": {"permissions": [{"any": True}],
+    assert rbac["rules"] == {"action": "ALLOW", "policies": {"allow-all": {"permissions": [fully_parsed()],
                                                                            "principals": [{"any": True}]}}}
     assert rbac["shadowRulesStatPrefix"] == "backend_extauth_"
     assert rbac["shadowRules"]["policies"] == {"quickstart/backend-extauth#math-only": {
-        "permissions": [{"any": True}], "principals": [{"authenticated": {"principalName": {"exact": MATH}}}]}}
+        "permissions": [fully_parsed()], "principals": [{"authenticated": {"principalName": {"exact": MATH}}}]}}
     settings = configs["envoy.filters.http.ext_authz.backend"]["checkSettings"]
     assert settings == {"grpcService": {"envoyGrpc": {"clusterName": GRPC_CLUSTER,
                                                       "authority": "authz.quickstart.svc.cluster.local"},
@@ -128,7 +129,7 @@ def test_gateway_level_external_auth_sits_on_the_virtual_host():
     assert set(configs) == {"envoy.filters.http.rbac.gateway", "envoy.filters.http.rbac.gateway_extauth",
                             "envoy.filters.http.ext_authz.gateway"}
     shadow = configs["envoy.filters.http.rbac.gateway_extauth"]["rbac"]["shadowRules"]
-    assert shadow["policies"] == {"quickstart/gateway-extauth#*": {"permissions": [{"any": True}],
+    assert shadow["policies"] == {"quickstart/gateway-extauth#*": {"permissions": [fully_parsed()],
                                                                   "principals": [{"any": True}]}}
     service = configs["envoy.filters.http.ext_authz.gateway"]["checkSettings"]["httpService"]
     assert service["serverUri"]["cluster"] == HTTP_CLUSTER and service["pathPrefix"] == "/check"

@@ -1,0 +1,43 @@
+"""The MCP filter, configured fail closed: Envoy must decide on the same JSON-RPC message the server runs.
+
+Envoy's MCP filter parses a request body into the dynamic metadata that RBAC decides on; the MCP server
+parses the body again and runs what it reads. With the filter's defaults the two readings can differ,
+and that difference was a tool-authorization bypass (seen through Envoy 1.40 and the test server):
+
+- only the first 8 KiB are parsed and the rest passes unchecked, so an allowed tool name, padding, then a
+  second `"name"` (or `"method"`) key made RBAC judge the first while the server (last duplicate wins)
+  ran the second;
+- non-MCP traffic is proxied unchecked (`PASS_THROUGH`).
+
+So the listener's filter (fixed, never per policy) rejects duplicate keys at any depth, parses bodies up
+to `MAX_REQUEST_BODY_BYTES` whole, and answers 400 to anything that is not MCP (`REJECT_NO_MCP`: a POST
+whose root JSON object does not fit the limit, or is not JSON-RPC, a GET without
+`Accept: text/event-stream`, a DELETE without `Mcp-Session-Id`). A route that reaches no XBackend (only
+Gateway API Service backends, which may be ordinary HTTP services) gets `PASS_THROUGH` back per route
+(`McpOverride`), with the same limit; there, a body the filter could only partly parse carries
+`is_exceeding_limit`, and every RBAC level with an Allow policy denies it (translate/rbac.py).
+
+The limit, 1 MiB: tool calls carry arguments (documents, code, prompts), often well past 8 KiB, rarely
+past a few hundred KiB; Envoy buffers up to the limit per request in flight, so it must stay bounded
+(Envoy's own maximum is 10 MiB). A bigger call is refused with 400, never half-checked.
+"""
+
+from __future__ import annotations
+
+MCP_FILTER = "envoy.filters.http.mcp"
+MCP_TYPE = "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp"
+MCP_OVERRIDE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.McpOverride"
+MAX_REQUEST_BODY_BYTES = 1024 * 1024
+EXCEEDING_LIMIT_KEY = "is_exceeding_limit"  # the filter's marker for a body it parsed only in part
+
+
+def mcp_filter_config() -> dict:
+    """The listener's MCP filter: only whole, unambiguous MCP requests pass."""
+    return {"@type": MCP_TYPE, "trafficMode": "REJECT_NO_MCP", "rejectDuplicateKeys": True,
+            "maxRequestBodySize": MAX_REQUEST_BODY_BYTES}
+
+
+def pass_through_override() -> dict:
+    """Per-route override for a route that reaches no MCP backend: non-MCP traffic is proxied."""
+    return {"@type": MCP_OVERRIDE_TYPE, "trafficMode": "PASS_THROUGH",
+            "maxRequestBodySize": MAX_REQUEST_BODY_BYTES}
