@@ -25,8 +25,8 @@ from controlplane.graph.model import AuthorizationGraph
 from controlplane.identity import sds, xds_auth
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager
+from controlplane.logs import clip
 from controlplane.sources.base import ChangeSet, Source
-from controlplane.sources.printable import printable
 from controlplane.translate.gateway import Resource, gateway_resources
 from controlplane.translate.serialize import SerializingCache
 from controlplane.xds import resources as types
@@ -229,12 +229,12 @@ class ControlPlane:
         if snapshot is None or (version and version != snapshot.version(type_url)):
             return  # about a version since replaced
         keys = self.publisher.culprits(node_key, error)
-        reason = f"{type_url.rpartition('.')[2]} refused by {node_key}: {printable(error)}"
+        reason = f"{type_url.rpartition('.')[2]} refused by {node_key}: {clip(error)}"
         dirty = self.graph.withhold(keys, reason)
         if not dirty:
             if not keys:
                 log.error("%s refused its config and no policy could be blamed; it keeps its last good "
-                          "config: %s", node_key, printable(error))
+                          "config: %s", node_key, clip(error))
             return
         log.error("withholding %s (fail closed) and publishing the rest: %s",
                   ", ".join(str(k) for k in sorted(dirty)), reason)
@@ -269,9 +269,9 @@ def _log_problem_changes(origin: str, before: list[Problem], after: list[Problem
                                    [p for p in after if p not in previous]),
                                   ("problem cleared", logging.INFO, [p for p in before if p not in current])):
         for problem in problems[:MAX_PROBLEM_LINES]:
-            log.log(level, "%s: %s", verb, printable(str(problem), 1000))
+            log.log(level, "%s: %s", verb, clip(str(problem), 1000))
         if len(problems) > MAX_PROBLEM_LINES:
-            log.log(level, "%s: %d more in %s", verb, len(problems) - MAX_PROBLEM_LINES, printable(origin))
+            log.log(level, "%s: %d more in %s", verb, len(problems) - MAX_PROBLEM_LINES, clip(origin))
 
 
 def _hours(value: float):

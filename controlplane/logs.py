@@ -17,7 +17,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-__all__ = ["LOG_FORMATS", "JsonFormatter", "SafeTextFormatter", "configure_logging", "escape_control"]
+__all__ = ["LOG_FORMATS", "JsonFormatter", "SafeTextFormatter", "bound", "clip", "configure_logging", "escape_control"]
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -25,6 +25,30 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
+# Untrusted text (a NACK's error_detail, a node id, a resource name, a file's content) is clipped before it
+# is logged: 200 NACKs of 100 KB would otherwise add 20 MB of log.
+LOG_LIMIT = 500  # characters of client text per log field
+DEBUG_LIMIT = 4096  # characters kept for /debug/syncz (e.g. the last NACK's error)
+
+
+def clip(text: object, limit: int = LOG_LIMIT) -> str:
+    """``text`` escaped like repr (without quotes) and cut to ``limit`` chars plus "... (N bytes)"."""
+    if text is None:
+        return "None"
+    raw = str(text)
+    shown = raw[: limit + 1].encode("unicode_escape").decode("ascii")
+    if len(raw) <= limit and len(shown) <= limit:
+        return shown
+    return f"{shown[:limit]}... ({len(raw.encode('utf-8', 'surrogatepass'))} bytes)"
+
+
+def bound(text: str | None, limit: int = DEBUG_LIMIT) -> str | None:
+    """``text`` cut to ``limit`` characters (kept unescaped: debug pages encode it as JSON)."""
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text.encode('utf-8', 'surrogatepass'))} bytes)"
 
 
 def escape_control(text: str) -> str:

@@ -29,9 +29,10 @@ from watchfiles import awatch
 
 from controlplane.api.base import Problem, Resource, ResourceKey
 from controlplane.api.registry import InvalidResource, parse_object
+from controlplane.logs import clip
 from controlplane.sources.base import ChangeSet
 from controlplane.sources.bounded_load import Limits, read_documents
-from controlplane.sources.printable import printable, printable_problem
+from controlplane.sources.printable import printable_problem
 from controlplane.sources.removals import removal_effect
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -311,5 +312,5 @@ class DirectorySource:
         gone = all(self._origin(f) != origin for f in self._files)
         why = "its file is gone" if gone else "no longer in its file"
         effect = removal_effect(self._view[key], remaining)
-        log.warning("removed %s (%s: %s)%s", printable(str(key)), why, printable(origin),
-                    f": {printable(effect, 1000)}" if effect else "")
+        log.warning("removed %s (%s: %s)%s", clip(str(key)), why, clip(origin),
+                    f": {clip(effect, 1000)}" if effect else "")

@@ -1,4 +1,4 @@
-"""Untrusted text made safe to log and print: control characters escaped, length capped.
+"""Problems made safe to log and print: every text field escaped and capped (controlplane.logs.clip).
 
 Names, values and paths in a problem come from the file being read; a newline in one of them must not
 forge a log line, and a megabyte-long value must not make a megabyte-long one.
@@ -9,15 +9,11 @@ from __future__ import annotations
 import dataclasses
 
 from controlplane.api.base import Problem
+from controlplane.logs import clip
 
 MAX_CHARS = 300
 
 
-def printable(text: str, limit: int = MAX_CHARS) -> str:
-    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
 def printable_problem(problem: Problem) -> Problem:
-    return dataclasses.replace(problem, **{f.name: printable(getattr(problem, f.name))
+    return dataclasses.replace(problem, **{f.name: clip(getattr(problem, f.name), MAX_CHARS)
                                           for f in dataclasses.fields(problem) if f.type in ("str", str)})

@@ -41,8 +41,8 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from controlplane.logs import bound
 from controlplane.xds.cache import Snapshot
-from controlplane.xds.logsafe import bound
 from controlplane.xds.protocol import WILDCARD, WILDCARD_TYPES, SyncStatus, push_order
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, XdsResource
 

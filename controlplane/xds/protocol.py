@@ -24,8 +24,8 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from controlplane.logs import bound
 from controlplane.xds.cache import Snapshot
-from controlplane.xds.logsafe import bound
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, XdsResource
 
 WILDCARD = "*"

@@ -24,12 +24,12 @@ from typing import Any
 import grpc
 from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
 
+from controlplane.logs import clip
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.delta import RemovalPolicy
 from controlplane.xds.delta_stream import DeltaAdsStream
 from controlplane.xds.keepalive import XDS_KEEPALIVE, KeepalivePolicy
 from controlplane.xds.limits import DEFAULT_LIMITS, LimitExceeded, StreamAdmission, StreamLimits
-from controlplane.xds.logsafe import clip
 from controlplane.xds.memory import MemoryReleaser
 from controlplane.xds.metrics import XdsMetrics
 from controlplane.xds.peer import peer_identity

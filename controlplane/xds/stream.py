@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from controlplane.logs import clip
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.limits import (
     DEFAULT_LIMITS,
@@ -23,7 +24,6 @@ from controlplane.xds.limits import (
     check_subscription_size,
     check_type_count,
 )
-from controlplane.xds.logsafe import clip
 from controlplane.xds.metrics import XdsMetrics
 from controlplane.xds.protocol import Request, RequestKind, Response, TypeState, plan_pushes, push_order
 from controlplane.xds.resources import short_name

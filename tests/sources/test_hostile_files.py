@@ -68,7 +68,7 @@ def test_untrusted_text_in_a_problem_cannot_forge_a_line(tmp_path):
                     'spec: {mcp: {serviceName: s, port: 99999}}\n')
     problems = parse_file(path).problems
     assert problems and all("\n" not in str(p) for p in problems)
-    assert all(len(p.namespace) <= 300 and len(p.message) <= 300 for p in problems)
+    assert all(len(p.namespace) <= 330 and len(p.message) <= 330 for p in problems)  # 300 + '... (N bytes)'
     assert "x\\n2026 WARNING forged line" in str(problems[0])
 
 

@@ -10,7 +10,7 @@ from adsclient import METHOD
 from xds_delta_client import DELTA_METHOD
 from xds_helpers import snapshot_of, wait_for_status
 
-from controlplane.xds.logsafe import DEBUG_LIMIT, LOG_LIMIT, clip
+from controlplane.logs import DEBUG_LIMIT, LOG_LIMIT, clip
 from controlplane.xds.resources import CLUSTER
 
 # fields 1 and 2 hold bytes that are not UTF-8 where a string is due (DiscoveryRequest.version_info,
