@@ -78,9 +78,12 @@ class Gateway:
         ran_before = len(self.mesh.tools_run())
         url = self.mesh.url.replace("/tools/mcp", path) + f"?probe={probe}"
         with self._client(http2) as client:
-            response = client.post(url, headers=headers, content=content)
-        return Exchange(response.status_code, response.http_version, response.text,
-                        self._log_entry(probe), self.mesh.tools_run()[ran_before:])
+            try:
+                response = client.post(url, headers=headers, content=content)
+                status, version, text = response.status_code, response.http_version, response.text
+            except httpx2.LocalProtocolError:  # Envoy answered and reset the HTTP/2 stream mid-upload
+                status, version, text = 0, "HTTP/2", ""
+        return Exchange(status, version, text, self._log_entry(probe), self.mesh.tools_run()[ran_before:])
 
     def _log_entry(self, probe: str) -> dict:
         found: list[dict] = []
