@@ -69,7 +69,7 @@ def rule_policy(rule: ResolvedRule) -> dict:
               "principals": [principal(rule.principal)]}
     auth = rule.authorization
     if auth is not None and auth.type is AuthorizationType.CEL:
-        from controlplane.api.cel_ast import compile_condition
+        from controlplane.translate.cel import compile_condition
 
         policy["condition"] = compile_condition(auth.cel.expression).to_dict()
     return policy
