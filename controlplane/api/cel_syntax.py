@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,9 +241,9 @@ class _Builder:
                        condition: Callable[[], CelNode], step: Callable[[], CelNode],
                        result: Callable[[], CelNode]) -> CelNode:
         node_id = self.next_id()
-        return CelNode("comprehension_expr", node_id, dict(
-            iter_var=_simple_name(var), iter_range=self.build(target), accu_var=ACCUMULATOR,
-            accu_init=init(), loop_condition=condition(), loop_step=step(), result=result()))
+        return CelNode("comprehension_expr", node_id, {
+            "iter_var": _simple_name(var), "iter_range": self.build(target), "accu_var": ACCUMULATOR,
+            "accu_init": init(), "loop_condition": condition(), "loop_step": step(), "result": result()})
 
     def _accu(self) -> CelNode:
         return self.ident(ACCUMULATOR)
