@@ -15,10 +15,10 @@ import tracemalloc
 from bench import hostile_files
 from controlplane.api.base import ResourceKey
 from controlplane.api.registry import parse_object
-from controlplane.graph.model import AuthorizationGraph, build
+from controlplane.graph.model import build
 from controlplane.sources.base import ChangeSet
-from controlplane.translate.gateway import gateway_resources
-from controlplane.translate.serialize import SerializingCache
+from controlplane.translate.roles.gateway import gateway_resources
+from controlplane.xds.serialize import SerializingCache
 
 CLASS = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "c"},
          "spec": {"controllerName": "sigs.k8s.io/kube-agentic-networking-controller"}}
