@@ -14,8 +14,7 @@ from pathlib import Path
 
 from controlplane.graph.view import BackendRefView
 from controlplane.translate.context import ADS
-from controlplane.xds import resources as types
-from controlplane.xds.resources import Resource
+from controlplane.xds.resources import CLUSTER, ENDPOINT, Resource
 
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 UPSTREAM_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
@@ -43,14 +42,14 @@ def backend_clusters(ref: BackendRefView) -> list[Resource]:
     """The cluster (and its endpoints, unless it resolves DNS itself) of one backend of a route."""
     name, backend = backend_cluster_name(ref), ref.backend
     if backend.is_mcp and backend.hostname:
-        return [Resource(types.CLUSTER, name, external_cluster(name, backend.hostname, backend.port))]
+        return [Resource(CLUSTER, name, external_cluster(name, backend.hostname, backend.port))]
     return eds(name, backend.endpoints if backend.is_mcp else backend.endpoints_on(ref.port))
 
 
 def eds(name: str, endpoints: tuple, *, http2: bool = False) -> list[Resource]:
     """An EDS cluster and its ClusterLoadAssignment."""
-    return [Resource(types.CLUSTER, name, eds_cluster(name, http2=http2)),
-            Resource(types.ENDPOINT, name, load_assignment(name, endpoints))]
+    return [Resource(CLUSTER, name, eds_cluster(name, http2=http2)),
+            Resource(ENDPOINT, name, load_assignment(name, endpoints))]
 
 
 def eds_cluster(name: str, *, http2: bool = False) -> dict:

@@ -14,8 +14,7 @@ from controlplane.graph.view import AuthorizationGraph, GatewayView, gateway_vie
 from controlplane.translate import clusters, listener, route_config
 from controlplane.translate.context import PortContext, ProxyContext
 from controlplane.translate.features import FEATURES
-from controlplane.xds import resources as types
-from controlplane.xds.resources import Resource
+from controlplane.xds.resources import LISTENER, ROUTE, Resource
 
 ROLE = "gateway"
 
@@ -30,8 +29,8 @@ def resources_for(view: GatewayView, *, secrets: Iterable[Resource]) -> list[Res
     proxy = ProxyContext(ROLE, view, tuple(secrets))
     out: list[Resource] = []
     for port in _ports(proxy):
-        out.append(Resource(types.LISTENER, listener.listener_name(port.port), listener.listener(port, FEATURES)))
-        out.append(Resource(types.ROUTE, route_config.route_config_name(port.port),
+        out.append(Resource(LISTENER, listener.listener_name(port.port), listener.listener(port, FEATURES)))
+        out.append(Resource(ROUTE, route_config.route_config_name(port.port),
                             route_config.route_configuration(port, FEATURES)))
     extra = _backend_clusters(view) + [r for feature in FEATURES for r in feature.resources(proxy)]
     return out + _merged(extra)
