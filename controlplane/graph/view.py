@@ -152,7 +152,6 @@ class _Reader:
         gid = fragments.gateway_node(key)
         gateway = self._graph.get(key)
         conflicts = listener_conflicts(gateway.spec.listeners) if isinstance(gateway, Gateway) else {}
-        self._record_attached(gid)
         listeners = []
         for _, lid, data in self._nx.out_edges(gid, data=True):
             attrs = self._nx.nodes[lid]
@@ -180,7 +179,6 @@ class _Reader:
         if bid not in self._backends:
             node = self._nx.nodes[bid]
             self.reads.add(node["key"])
-            self._record_attached(bid)
             if node["kind"] == "XBackend":
                 view = BackendView(node["key"], True, hostname=node["hostname"], port=node["port"],
                                    endpoints=tuple(node["endpoints"]), policies=self._policies(bid, None))
@@ -190,17 +188,17 @@ class _Reader:
             self._backends[bid] = view
         return self._backends[bid]
 
-    def _record_attached(self, target: str) -> None:
-        """Every policy attached to a target is read, effective or not: becoming effective is a change."""
-        self.reads |= {self._nx.nodes[pid]["key"] for pid, _, d in self._nx.in_edges(target, data=True)
-                       if d["rel"] == "attached"}
-
     def _policies(self, target: str, listener: str | None) -> tuple[PolicyAttachment, ...]:
-        """Effective policies attached to a target, oldest first (a Gateway policy may name one listener)."""
+        """Effective policies attached to a target, oldest first (a Gateway policy may name one listener).
+
+        Every attached policy is read, effective or not: becoming effective is a change."""
         found = {}
         for pid, _, data in self._nx.in_edges(target, data=True):
+            if data["rel"] != "attached":
+                continue
             node = self._nx.nodes[pid]
-            if data["rel"] != "attached" or not node.get("effective"):
+            self.reads.add(node["key"])
+            if not node.get("effective"):
                 continue
             view = node["view"]
             if listener is not None and view.section_names and listener not in view.section_names:
