@@ -222,7 +222,7 @@ def _control_plane_account(args: argparse.Namespace) -> tuple[str, str]:
 def _cluster_options(args: argparse.Namespace):
     import os
 
-    from controlplane.cluster import ClusterOptions
+    from controlplane.kube.serve import ClusterOptions
 
     namespace, service_account = _control_plane_account(args)
     return ClusterOptions(in_cluster=args.in_cluster, kubeconfig=args.kubeconfig, context=args.context,
@@ -232,8 +232,8 @@ def _cluster_options(args: argparse.Namespace):
 
 
 async def _kubernetes_control_plane(args: argparse.Namespace, settings):
-    from controlplane.cluster import cluster_control_plane
     from controlplane.identity.ca import CaStateError
+    from controlplane.kube.serve import cluster_control_plane
 
     try:
         return await cluster_control_plane(_cluster_options(args), settings)
@@ -242,7 +242,7 @@ async def _kubernetes_control_plane(args: argparse.Namespace, settings):
 
 
 def _in_kubernetes(args: argparse.Namespace, settings, *, ca=None):
-    from controlplane.cluster import control_plane_for_cluster
+    from controlplane.kube.serve import control_plane_for_cluster
 
     return control_plane_for_cluster(_cluster_options(args), settings, ca=ca)
 

@@ -54,8 +54,8 @@ from controlplane.identity.xds_auth import (
     node_id_for_gateway,
     proxy_identity_for_gateway,
 )
-from controlplane.sources.kinds import SERVICE, SERVICEACCOUNT, Kind
-from controlplane.sources.kubeapi import ApiError, KubeApi
+from controlplane.kube.client import ApiError, KubeApi
+from controlplane.kube.kinds import SERVICE, SERVICEACCOUNT, Kind
 from controlplane.translate.bootstrap import (
     BOOTSTRAP_FILE,
     BUNDLE_SDS_FILE,
