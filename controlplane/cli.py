@@ -309,7 +309,7 @@ def run_identity_issue(args: argparse.Namespace) -> int:
 def run_bootstrap(args: argparse.Namespace) -> int:
     from controlplane.identity import xds_auth
     from controlplane.identity.spiffe import spiffe_id
-    from controlplane.translate.bootstrap import write_bootstrap
+    from controlplane.translate.bootstrap import bootstrap_files
 
     host, port = _host_port(args.xds_address)
     ttl = _hours(args.ttl_hours)
@@ -325,15 +325,23 @@ def run_bootstrap(args: argparse.Namespace) -> int:
     out = Path(args.out)
     role = node_id.split("~", 1)[0]
     _write_identity(args.out, xds_auth.issue_proxy_identity(ca, identity_id, role=role, ttl=ttl), ca.bundle_pem)
-    try:
-        path = write_bootstrap(out, node_id=node_id, node_cluster=role, xds_host=host,
-                               xds_port=port, admin_port=args.admin_port, trust_domain=ca.trust_domain,
-                               delta=args.delta)
-    except OSError as err:
-        raise CommandFailed(_os_error("--out", args.out, err)) from None
-    print(f"wrote {path} for node {node_id} (identity {identity_id})")
-    print((out / "run.txt").read_text().strip())
+    bootstrap = bootstrap_files(out, node_id=node_id, node_cluster=role, xds_host=host, xds_port=port,
+                                admin_port=args.admin_port, trust_domain=ca.trust_domain, delta=args.delta)
+    _write_files(args.out, bootstrap.files)
+    print(f"wrote {bootstrap.bootstrap_path} for node {node_id} (identity {identity_id})")
+    print(bootstrap.files[bootstrap.run_path].decode().strip())
     return 0
+
+
+def _write_files(out: str, files) -> None:
+    """Each file in one rename, in the given order (the SDS files before the bootstrap that names them)."""
+    from controlplane.identity.files import atomic_write
+
+    try:
+        for path, content in files.items():
+            atomic_write(path, content)
+    except OSError as err:
+        raise CommandFailed(_os_error("--out", out, err)) from None
 
 
 MAX_TTL_HOURS = 8760.0  # a year; anything longer is a mistake for a workload certificate
@@ -350,7 +358,7 @@ def _hours(value: float):
 
 
 def _host_port(value: str) -> tuple[str, int]:
-    from controlplane.translate.bootstrap import split_host_port
+    from controlplane.addresses import split_host_port
 
     try:
         return split_host_port(value)

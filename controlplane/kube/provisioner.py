@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from controlplane.addresses import split_host_port
 from controlplane.api.base import ResourceKey
 from controlplane.api.gateway import Gateway
 from controlplane.identity.files import BUNDLE_FILE, CERT_FILE, KEY_FILE
@@ -63,7 +64,6 @@ from controlplane.translate.bootstrap import (
     ENVOY_FLAGS,
     render_bootstrap,
     render_sds_files,
-    split_host_port,
 )
 
 __all__ = [
