@@ -252,12 +252,11 @@ def _in_kubernetes(args: argparse.Namespace, settings, *, ca=None):
 
 def _trust_domain(state_dir: str, given: str | None) -> str:
     """The one given, else the one the state dir's CA was made for, else the default."""
-    from controlplane.identity.ca import TRUST_DOMAIN_FILE
+    from controlplane.identity.ca import stored_trust_domain
 
-    stored = Path(state_dir) / "ca" / TRUST_DOMAIN_FILE
     if given is not None:
         return given
-    return stored.read_text().strip() if stored.exists() else DEFAULT_TRUST_DOMAIN
+    return stored_trust_domain(Path(state_dir)) or DEFAULT_TRUST_DOMAIN
 
 
 def _ca(state_dir: str, trust_domain: str | None):

@@ -155,6 +155,17 @@ def test_identity_issue_writes_a_verifiable_identity(tmp_path, capsys):
     assert "outside trust domain" in capsys.readouterr().err
 
 
+def test_identity_issue_keeps_the_state_dirs_trust_domain(tmp_path, capsys):
+    """Without --trust-domain the CLI asks identity/ which trust domain the state dir's CA holds."""
+    state = str(tmp_path / "state")
+    issue = ["identity", "issue", "--state-dir", state, "--out", str(tmp_path / "out")]
+    assert main([*issue, "--trust-domain", "example.org", "--spiffe-id", "spiffe://example.org/ns/a/sa/b"]) == 0
+    assert main([*issue, "--spiffe-id", "spiffe://example.org/ns/a/sa/c"]) == 0
+    capsys.readouterr()
+    assert main([*issue, "--trust-domain", "other.org", "--spiffe-id", "spiffe://other.org/ns/a/sa/b"]) == 2
+    assert "holds a CA for trust domain 'example.org'" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_bootstrap_for_a_gateway_passes_envoy_validate(tmp_path, capsys):
     envoy = Path(sys.executable).parent / "envoy"
