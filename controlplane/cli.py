@@ -14,7 +14,8 @@ from controlplane.graph import export
 from controlplane.graph.admission import cel_problem
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.request import Request
-from controlplane.graph.rules import DEFAULT_TRUST_DOMAIN, service_account_spiffe_id
+from controlplane.graph.rules import DEFAULT_TRUST_DOMAIN
+from controlplane.identity.spiffe import spiffe_id
 from controlplane.sources.directory import DirectorySource
 
 
@@ -139,7 +140,7 @@ def _spiffe_source(value: str, trust_domain: str) -> str | None:
     namespace, sep, name = value.partition("/")
     if not sep or not namespace or not name:
         raise UsageError(f"--source must be a SPIFFE ID or NAMESPACE/SERVICEACCOUNT, not {value!r}")
-    return service_account_spiffe_id(trust_domain, namespace, name)
+    return spiffe_id(trust_domain, namespace, name, validate=False)
 
 
 def _header(value: str) -> tuple[str, str]:
@@ -307,7 +308,6 @@ def run_identity_issue(args: argparse.Namespace) -> int:
 
 def run_bootstrap(args: argparse.Namespace) -> int:
     from controlplane.identity import xds_auth
-    from controlplane.identity.spiffe import spiffe_id
     from controlplane.translate.bootstrap import bootstrap_files
 
     host, port = _host_port(args.xds_address)
