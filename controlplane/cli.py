@@ -68,13 +68,9 @@ def _semantic_problems(graph: AuthorizationGraph, source: DirectorySource) -> li
     """What the API server would accept but the controller refuses: CEL that does not compile."""
     problems = []
     for policy in graph.of_kind("XAccessPolicy"):
-        message = cel_problem(policy)
-        if message is not None:
-            origin, index = source.origins.get(policy.key, ("-", 0))
-            rule_index = next(i for i, r in enumerate(policy.spec.rules) if message.startswith(f"rule {r.name}:"))
-            problems.append(Problem(origin, index, "XAccessPolicy", policy.namespace, policy.name,
-                                    f"spec.rules[{rule_index}].authorization.cel.expression",
-                                    message.split(": ", 1)[1]))
+        invalid = cel_problem(policy)
+        if invalid is not None:
+            problems.append(invalid.problem.located(*source.origins.get(policy.key, ("-", 0))))
     return problems
 
 
