@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from controlplane.api import regex
@@ -328,7 +329,7 @@ def run_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_files(out: str, files) -> None:
+def _write_files(out: str, files: Mapping[Path, bytes]) -> None:
     """Each file in one rename, in the given order (the SDS files before the bootstrap that names them)."""
     from controlplane.identity.files import atomic_write
 
