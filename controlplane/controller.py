@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from controlplane import isolation
 from controlplane.api.base import Problem, ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.gateway import OUR_CONTROLLER
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.view import gateway_view, managed_gateways
@@ -27,7 +28,7 @@ from controlplane.identity import sds, xds_auth
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager
 from controlplane.logs import clip
-from controlplane.sources.base import ChangeSet, Source
+from controlplane.sources.base import Source
 from controlplane.translate.roles.gateway import resources_for
 from controlplane.xds import resources as types
 from controlplane.xds.cache import Snapshot, SnapshotCache

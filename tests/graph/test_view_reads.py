@@ -6,13 +6,13 @@ import pytest
 import yaml
 
 from controlplane.api.base import ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
 from controlplane.controller import Publisher
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.view import gateway_view
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager
-from controlplane.sources.base import ChangeSet
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.resources import ENDPOINT
 

@@ -16,10 +16,10 @@ import yaml
 from translate_static import envoy_validate, static_bootstrap, to_yaml
 
 from controlplane.api.base import ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
 from controlplane.graph import fragments
 from controlplane.graph.model import AuthorizationGraph, build
-from controlplane.sources.base import ChangeSet
 from controlplane.sources.directory import DirectorySource
 from controlplane.translate.features.rbac import fully_parsed
 from controlplane.translate.roles.gateway import gateway_resources

@@ -14,11 +14,11 @@ import yaml
 from translate_static import envoy_validate, static_bootstrap, to_yaml
 
 from controlplane.api.base import ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
 from controlplane.graph.model import AuthorizationGraph, build
 from controlplane.identity import sds
 from controlplane.identity.ca import CertificateAuthority
-from controlplane.sources.base import ChangeSet
 from controlplane.sources.directory import DirectorySource
 from controlplane.translate.roles.gateway import gateway_resources
 from controlplane.xds import resources as types
