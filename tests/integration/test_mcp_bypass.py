@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from controlplane.devtools.mcp_client import BASE_HEADERS, INITIALIZE_PARAMS, tls_context
 from controlplane.devtools.mesh import QUICKSTART, LocalMesh, wait_until
-from controlplane.translate.mcp import MAX_REQUEST_BODY_BYTES
+from controlplane.translate.features.mcp import MAX_REQUEST_BODY_BYTES
 
 pytestmark = pytest.mark.slow
 

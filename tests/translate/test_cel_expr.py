@@ -16,7 +16,8 @@ from cel_envoy import Listener, free_ports, running_envoy, tools_call, validate,
 from envoy_data_plane.google.api.expr.v1alpha1 import Expr
 
 from controlplane.api.cel import CELError
-from controlplane.api.cel_ast import MCP_METADATA_NAMESPACE, compile_condition
+from controlplane.api.cel_syntax import MCP_METADATA_NAMESPACE
+from controlplane.translate.cel import compile_condition
 
 TOOL_NAME = f"metadata.filter_metadata[{json.dumps(MCP_METADATA_NAMESPACE)}].params.name"
 

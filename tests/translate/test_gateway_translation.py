@@ -20,9 +20,10 @@ from controlplane.graph.model import AuthorizationGraph, build
 from controlplane.identity import sds
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.sources.directory import DirectorySource
-from controlplane.translate.gateway import Resource, gateway_resources
-from controlplane.translate.serialize import SerializingCache
+from controlplane.translate.roles.gateway import gateway_resources
 from controlplane.xds import resources as types
+from controlplane.xds.resources import Resource
+from controlplane.xds.serialize import SerializingCache
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -103,7 +104,7 @@ def test_envoy_accepts_the_translation(tmp_path, scenario):
 def test_route_configuration_assembled_from_parts_equals_whole_serialization():
     from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 
-    from controlplane.translate.serialize import to_xds_resource
+    from controlplane.xds.serialize import to_xds_resource
 
     graph, key = _gateway_api_graph()
     for resources in (gateway_resources(quickstart_graph(), QUICKSTART_GW, secrets=[]),

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from controlplane.translate.gateway import Resource
 from controlplane.xds import resources as types
+from controlplane.xds.resources import Resource
 
 ENVOY = Path(sys.executable).parent / "envoy"
 
