@@ -15,8 +15,10 @@ from dataclasses import asdict, dataclass, field
 
 from controlplane.api.agentic import Action
 from controlplane.api.base import ResourceKey
+from controlplane.api.gateway import Gateway
 from controlplane.graph import fragments
 from controlplane.graph.admission import seniority
+from controlplane.graph.listeners import listener_conflicts
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.request import Request
 from controlplane.graph.routing import host_matches, request_matches, route_order
@@ -73,6 +75,11 @@ def explain_gateway(graph: AuthorizationGraph, gateway: ResourceKey, request: Re
                  and graph.graph.nodes[lid]["port"] == request.port]
     if not listeners:
         return Decision(DENY, f"Gateway {gateway.ref} has no listener on port {request.port}", request.source)
+    conflicts = _conflicts(graph, gateway)
+    listeners = [lid for lid in listeners if graph.graph.nodes[lid]["name"] not in conflicts]
+    if not listeners:
+        return Decision(DENY, f"every listener of Gateway {gateway.ref} on port {request.port} is Conflicted "
+                        "and not programmed", request.source)
     chosen = _select_route(graph, listeners, request)
     if chosen is None:
         return Decision(DENY, "no HTTPRoute rule matches the request (Envoy answers 404)", request.source)
@@ -91,6 +98,11 @@ def explain_gateway(graph: AuthorizationGraph, gateway: ResourceKey, request: Re
         if backend.get("kind") == "XBackend":
             levels.append(_evaluate_level(graph, "backend", backend_id, request, None))
     return _combine(decision)
+
+
+def _conflicts(graph: AuthorizationGraph, gateway: ResourceKey) -> dict[str, tuple[str, str]]:
+    resource = graph.get(gateway)
+    return listener_conflicts(resource.spec.listeners) if isinstance(resource, Gateway) else {}
 
 
 def explain_backend(graph: AuthorizationGraph, backend: ResourceKey, request: Request) -> Decision:

@@ -6,7 +6,9 @@ import yaml
 
 from controlplane.api.base import ResourceKey
 from controlplane.api.registry import parse_object
+from controlplane.graph.explain import explain_gateway
 from controlplane.graph.model import build
+from controlplane.graph.request import Request
 from controlplane.graph.status import gateway_status
 from controlplane.graph.view import gateway_view
 from controlplane.translate.roles.gateway import gateway_resources
@@ -66,3 +68,17 @@ def test_status_and_translation_agree_on_conflicted_listeners():
     assert [r.name for r in resources if r.type_url == LISTENER] == ["listener-8080"]  # no TLS listener on 8443
     route_config = next(r.payload for r in resources if r.type_url == ROUTE)
     assert [vh["domains"] for vh in route_config["virtualHosts"]] == [["b.example.com"]]
+
+
+def test_explain_agrees_that_a_conflicted_listener_serves_nothing():
+    graph = _graph()
+    caller = "spiffe://cluster.local/ns/apps/sa/agent"
+
+    def decision(port: int, host: str):
+        return explain_gateway(graph, GW, Request.build(source=caller, port=port, path="/mcp", host=host,
+                                                        mcp_method="initialize"))
+
+    on_8443 = decision(8443, "any.example.com")
+    assert on_8443.decision == "deny" and "Conflicted" in on_8443.reason
+    assert decision(8080, "b.example.com").decision == "allow"  # the listener beside them still serves
+    assert decision(8080, "a.example.com").decision == "deny"  # Envoy has no virtual host for it
