@@ -21,11 +21,12 @@ from typing import Self
 import yaml
 
 from controlplane.cli import main as cli
-from controlplane.devtools.envoy import EnvoyProcess, free_port
-from controlplane.devtools.mcp_client import RawMcpClient
 from controlplane.translate.bootstrap import ENVOY_FLAGS
+from tests.support.envoy import EnvoyProcess, free_port
+from tests.support.mcp_client import RawMcpClient
+from tests.support.processes import REPO_ROOT, spawn, terminate
 
-QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
+QUICKSTART = REPO_ROOT / "examples" / "quickstart"
 TRUST_DOMAIN = "cluster.local"
 
 
@@ -71,7 +72,7 @@ class LocalMesh:
 
     def start(self) -> None:
         self._copy_config()
-        self.mcp_server = self._spawn("mcp-server.log", [sys.executable, "-m", "controlplane.devtools.mcp_server",
+        self.mcp_server = self._spawn("mcp-server.log", [sys.executable, "-m", "tests.support.mcp_server",
                                                          "--port", str(self.ports.mcp),
                                                          "--tool-log", str(self.tool_log_path)])
         wait_for_port(self.ports.mcp, what="MCP server", proc=self.mcp_server)
@@ -95,7 +96,7 @@ class LocalMesh:
                    proc=self.control_plane)
 
     def stop_control_plane(self) -> None:
-        _terminate(self.control_plane)
+        terminate(self.control_plane)
         self.control_plane = None
 
     def stop(self) -> None:
@@ -103,7 +104,7 @@ class LocalMesh:
             self.envoy.stop()
             self.envoy = None
         self.stop_control_plane()
-        _terminate(self.mcp_server)
+        terminate(self.mcp_server)
         self.mcp_server = None
 
     # --- use -----------------------------------------------------------------------------------------
@@ -190,9 +191,7 @@ class LocalMesh:
                     port["port"] = self.ports.mcp
 
     def _spawn(self, log_name: str, argv: list[str]) -> subprocess.Popen:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with (self.workdir / log_name).open("ab") as log:
-            return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return spawn(argv, log=self.workdir / log_name)
 
     def _cli(self, *args: str) -> None:
         import contextlib
@@ -222,14 +221,3 @@ def wait_until(check, *, timeout: float, what: str, proc: subprocess.Popen | Non
             raise RuntimeError(f"{what}: the process exited with {proc.returncode}")
         time.sleep(0.1)
     raise TimeoutError(f"{what} not ready after {timeout} s")
-
-
-def _terminate(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()

@@ -17,12 +17,12 @@ from rich.console import Console
 from rich.table import Table
 
 from controlplane.api.base import ResourceKey
-from controlplane.devtools.mesh import LocalMesh
 from controlplane.graph.explain import explain_gateway
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.request import Request
 from controlplane.graph.rules import service_account_spiffe_id
 from controlplane.sources.directory import DirectorySource
+from tests.support.mesh import LocalMesh
 
 GATEWAY = ResourceKey("Gateway", "quickstart", "agent-gateway")
 AGENTS = (("quickstart", "research-agent"), ("quickstart", "math-agent"), ("quickstart", "intern-agent"),
@@ -79,7 +79,7 @@ def main() -> int:
     graph = AuthorizationGraph()
     with tempfile.TemporaryDirectory(prefix="agentic-demo-") as workdir:
         console.print("[bold]Starting[/] the MCP server, agentic-cp serve, and an Envoy gateway ...")
-        graph.apply(DirectorySource(Path(__file__).resolve().parents[1] / "examples" / "quickstart").load())
+        graph.apply(DirectorySource(Path(__file__).resolve().parents[2] / "examples" / "quickstart").load())
         with LocalMesh(Path(workdir)) as mesh:
             console.print(f"Gateway {GATEWAY.ref} is listening on {mesh.url} (mTLS); control plane admin on "
                           f"http://127.0.0.1:{mesh.ports.admin}/debug/syncz")

@@ -24,7 +24,7 @@ Use in-process (tests)::
     async with serve_mcp(port=0) as server:
         ...  # server.url == "http://127.0.0.1:<port>/mcp"
 
-or as a process (the demo): ``python -m controlplane.devtools.mcp_server --port 3001``.
+or as a process (the demo): ``python -m tests.support.mcp_server --port 3001``.
 
 uvicorn runs on the caller's asyncio loop from a socket bound before it starts, so ``port=0`` yields the
 real port without racing another process for it.
@@ -117,7 +117,7 @@ def build_server(*, name: str = "mcp-servers/everything", tool_log: str | os.Pat
                  structured_output=False)
     def get_env() -> str:
         record("get-env")
-        facts = {"server": "controlplane.devtools.mcp_server", "python": platform.python_version(),
+        facts = {"server": "tests.support.mcp_server", "python": platform.python_version(),
                  "pid": os.getpid(), "MCP_TEST_SERVER": "1"}
         return json.dumps(facts, indent=2)
 
@@ -240,7 +240,7 @@ async def serve_mcp(
 
 
 async def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m controlplane.devtools.mcp_server",
+    parser = argparse.ArgumentParser(prog="python -m tests.support.mcp_server",
                                      description="Serve the test MCP tools over streamable HTTP.")
     parser.add_argument("--port", type=int, default=3001, help="0 picks a free port (printed on start)")
     parser.add_argument("--host", default="127.0.0.1")

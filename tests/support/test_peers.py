@@ -1,4 +1,4 @@
-"""The real peers in controlplane.devtools, proven against each other and against a real Envoy.
+"""The real peers in tests.support, proven against each other and against a real Envoy.
 
 Two layers:
 - the MCP test server answers both clients directly (no Envoy): upstream's tools and texts, sessions,
@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.devtools.envoy import EnvoyNotReady, EnvoyProcess, free_port, next_base_id
-from controlplane.devtools.mcp_client import (
+from controlplane.identity.ca import CertificateAuthority
+from controlplane.identity.files import write_identity
+from controlplane.identity.xds_auth import issue_server_identity
+from tests.support.envoy import EnvoyNotReady, EnvoyProcess, free_port, next_base_id
+from tests.support.mcp_client import (
     GatewayUnreachable,
     RawMcpClient,
     parse_mcp_body,
     sdk_session,
 )
-from controlplane.devtools.mcp_server import TOOL_NAMES, js_number, serve_mcp, tiny_png
-from controlplane.identity.ca import CertificateAuthority
-from controlplane.identity.files import write_identity
-from controlplane.identity.xds_auth import issue_server_identity
+from tests.support.mcp_server import TOOL_NAMES, js_number, serve_mcp, tiny_png
 
 TRUST_DOMAIN = "cluster.local"
 AGENT_A = "spiffe://cluster.local/ns/quickstart/sa/agent-a"
