@@ -16,8 +16,7 @@ from controlplane.sources.base import ChangeSet
 from controlplane.sources.kinds import Kind, kind_named
 from controlplane.sources.kubeapi import KubeApi
 from controlplane.sources.kubernetes import Backoff, KubernetesSource
-
-from .fakeapi import FakeApiServer
+from tests.kube.fakeapi import FakeApiServer
 
 FAST = Backoff(initial=0.01, maximum=0.1)
 _MODELS: dict[str, type[Resource]] = {}

@@ -7,8 +7,7 @@ import asyncio
 from controlplane.sources.kinds import XACCESSPOLICY
 from controlplane.sources.leader import LeaderElector
 from controlplane.sources.status_writer import StatusWriter, merge_patch
-
-from .conftest import obj, wait_until
+from tests.kube.conftest import obj, wait_until
 
 ACCEPTED = {"conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted"}]}
 REJECTED = {"conditions": [{"type": "Accepted", "status": "False", "reason": "InvalidCEL"}]}

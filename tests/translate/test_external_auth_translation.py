@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from translate_static import envoy_validate, static_bootstrap, to_yaml
 
 from controlplane.api.base import ResourceKey
 from controlplane.api.registry import parse_object
@@ -24,6 +23,7 @@ from controlplane.sources.directory import DirectorySource
 from controlplane.translate.gateway import gateway_resources
 from controlplane.translate.rbac import fully_parsed
 from controlplane.xds import resources as types
+from tests.translate.translate_static import envoy_validate, static_bootstrap, to_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden" / "external-auth.yaml"
@@ -193,7 +193,7 @@ def test_authorizer_endpoints_follow_endpoint_slices_incrementally():
 
 @pytest.mark.slow
 def test_envoy_accepts_the_external_auth_translation(tmp_path):
-    from test_gateway_translation import _secrets
+    from tests.translate.test_gateway_translation import _secrets
 
     resources = gateway_resources(_full(), GW, secrets=_secrets())
     result = envoy_validate(static_bootstrap(resources), tmp_path)

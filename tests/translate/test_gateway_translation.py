@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from translate_static import envoy_validate, static_bootstrap, to_yaml
 
 from controlplane.api.base import ResourceKey
 from controlplane.api.registry import parse_object
@@ -23,6 +22,7 @@ from controlplane.sources.directory import DirectorySource
 from controlplane.translate.gateway import Resource, gateway_resources
 from controlplane.translate.serialize import SerializingCache
 from controlplane.xds import resources as types
+from tests.translate.translate_static import envoy_validate, static_bootstrap, to_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"

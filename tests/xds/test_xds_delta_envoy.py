@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_xds_envoy import world
-from xds_envoy_process import EnvoyProcess, ads_bootstrap, free_port
-from xds_helpers import wait_for_status
 
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from tests.xds.test_xds_envoy import world
+from tests.xds.xds_envoy_process import EnvoyProcess, ads_bootstrap, free_port
+from tests.xds.xds_helpers import wait_for_status
 
 pytestmark = pytest.mark.slow
 NODE = "delta-envoy-under-test"

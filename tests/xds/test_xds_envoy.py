@@ -14,11 +14,11 @@ from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router  # n
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: F401
     HttpConnectionManager,
 )
-from xds_envoy_process import EnvoyProcess, ads_bootstrap, free_port
-from xds_helpers import wait_for_status
 
 from controlplane.xds.cache import Snapshot
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, XdsResource
+from tests.xds.xds_envoy_process import EnvoyProcess, ads_bootstrap, free_port
+from tests.xds.xds_helpers import wait_for_status
 
 pytestmark = pytest.mark.slow
 NODE = "envoy-under-test"

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from xds_envoy_process import EnvoyProcess, free_port
 
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.files import write_identity
@@ -28,6 +27,7 @@ from controlplane.translate.bootstrap import render_bootstrap, write_bootstrap
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.keepalive import XDS_KEEPALIVE, KeepalivePolicy
 from controlplane.xds.server import XdsServer, trust_node_id
+from tests.xds.xds_envoy_process import EnvoyProcess, free_port
 
 TD = "example.org"
 NODE = "gateway~ns~gw"

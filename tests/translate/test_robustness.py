@@ -11,7 +11,7 @@ from controlplane.api.registry import InvalidResource, parse_object
 from controlplane.graph.model import build
 from controlplane.translate.gateway import gateway_resources
 from controlplane.translate.serialize import SerializingCache
-from tests.unit.test_incremental_graph import GATEWAYS, NS, resources
+from tests.graph.test_incremental_graph import GATEWAYS, NS, resources
 
 KINDS = [("agentic.networking.x-k8s.io/v1alpha1", "XAccessPolicy"), ("agentic.networking.x-k8s.io/v0alpha0",
          "XAccessPolicy"), ("agentic.networking.x-k8s.io/v0alpha0", "XBackend"),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from status_manifests import condition, graph_of, policy, route
-
 from controlplane.api.base import ResourceKey
 from controlplane.graph.status import (
     all_statuses,
@@ -14,6 +12,7 @@ from controlplane.graph.status import (
     managed_gateways,
     policy_status,
 )
+from tests.graph.status_manifests import condition, graph_of, policy, route
 
 CONTROLLER = "sigs.k8s.io/kube-agentic-networking-controller"
 GW = ResourceKey("Gateway", "apps", "gw")

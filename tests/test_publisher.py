@@ -13,7 +13,7 @@ from controlplane.identity.rotation import CertificateManager
 from controlplane.sources.base import ChangeSet
 from controlplane.translate import serialize
 from controlplane.xds.cache import SnapshotCache
-from tests.unit.test_incremental_graph import CLASS, _backend, _gateway, _policy, _route
+from tests.graph.test_incremental_graph import CLASS, _backend, _gateway, _policy, _route
 
 GW1, GW2 = "gateway~a~gw1", "gateway~a~gw2"
 
