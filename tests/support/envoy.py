@@ -12,15 +12,22 @@ names the field).
         port = envoy.listener_port("gateway")
 
 Admin calls are small blocking HTTP requests (urllib: nothing to install, usable from the demo's plain
-scripts); from async code that must not block its loop for long use ``wait_ready_async``.
+scripts); from async code that must not block its loop for long use ``wait_ready_async``,
+``wait_until_async`` and ``http_get_async``.
+
+This is the only place tests start Envoy or pick a free port: ``validate`` runs ``envoy --mode validate``,
+``free_port``/``free_ports`` hand out loopback ports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,7 +42,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Self
 
-__all__ = ["EnvoyNotReady", "EnvoyProcess", "envoy_binary", "free_port", "next_base_id"]
+__all__ = ["EnvoyNotReady", "EnvoyProcess", "envoy_binary", "free_port", "free_ports", "http_get", "http_get_async",
+           "next_base_id", "validate", "write_config"]
 
 LOG_TAIL_LINES = 40
 # Above the control plane's own bootstrap range (controlplane.translate.bootstrap: 1000..51000) and the
@@ -52,9 +60,45 @@ class EnvoyNotReady(RuntimeError):
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that was free a moment ago. Prefer port 0 where the server can report what it bound;
     use this only for configs that need the number up front (an Envoy listener in a static bootstrap)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports that were free a moment ago (all held open together while picked)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET))
+                   for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def write_config(config: dict, path: str | PathLike[str]) -> Path:
+    """Write a bootstrap dict as JSON (which Envoy reads as YAML too); returns the path."""
+    path = Path(path)
+    path.write_text(json.dumps(config))
+    return path
+
+
+def validate(config_path: str | PathLike[str], *, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``envoy --mode validate`` on a bootstrap file: returncode 0 when Envoy would accept it."""
+    return subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(config_path), "--use-dynamic-base-id",
+                           "--log-level", "error"], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def http_get(url: str, *, timeout: float = 5.0) -> tuple[int, str]:
+    """(status, body) of a plain GET, never through a proxy; connection errors raise OSError."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(urllib.request.Request(url, method="GET"), timeout=timeout) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+async def http_get_async(url: str, *, timeout: float = 5.0) -> tuple[int, str]:
+    """``http_get`` off the event loop (an xDS server under test may share the loop)."""
+    return await asyncio.to_thread(http_get, url, timeout=timeout)
 
 
 def next_base_id() -> int:
@@ -207,15 +251,28 @@ class EnvoyProcess:
         """``wait_ready`` without blocking the event loop (an in-process MCP server may share it)."""
         return await asyncio.to_thread(self.wait_ready, timeout)
 
+    async def wait_until_async(self, check, what: str, *, timeout: float = 15.0) -> None:
+        """Poll ``check()`` (plain or async, returning bool) until true. Envoy exiting fails at once; a
+        refused connection or an admin address not yet written counts as not yet."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise self._fail(f"Envoy exited with code {self.proc.returncode} while waiting for {what}")
+            try:
+                result = check()
+                if inspect.isawaitable(result):
+                    result = await result
+                if result:
+                    return
+            except (OSError, EnvoyNotReady):
+                pass
+            if time.monotonic() > deadline:
+                raise self._fail(f"Envoy never reached {what} within {timeout} s")
+            await asyncio.sleep(0.05)
+
     # -- admin API ----------------------------------------------------------------------------------
     def _admin_get(self, path: str, *, timeout: float = 5.0) -> tuple[int, str]:
-        request = urllib.request.Request(self.admin_url + path, method="GET")
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
-        try:
-            with opener.open(request, timeout=timeout) as response:
-                return response.status, response.read().decode(errors="replace")
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode(errors="replace")
+        return http_get(self.admin_url + path, timeout=timeout)
 
     def admin_get(self, path: str) -> str:
         """GET an admin path; raise on a non-200 answer."""
@@ -231,6 +288,10 @@ class EnvoyProcess:
             query["filter"] = filter
         data = json.loads(self.admin_get("/stats?" + urllib.parse.urlencode(query)))
         return {s["name"]: s["value"] for s in data.get("stats", []) if "name" in s and "value" in s}
+
+    def stat(self, name: str) -> int:
+        """One counter or gauge by its exact name; 0 when Envoy has not created it yet."""
+        return self.stats(filter=f"^{re.escape(name)}$").get(name, 0)
 
     def config_dump(self, *, resource: str | None = None, include_eds: bool = False) -> dict[str, Any]:
         query = {}

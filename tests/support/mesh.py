@@ -9,10 +9,8 @@ certificates from `agentic-cp identity issue`. Ports are picked free, so several
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +22,7 @@ from controlplane.cli import main as cli
 from controlplane.translate.bootstrap import ENVOY_FLAGS
 from tests.support.envoy import EnvoyProcess, free_port
 from tests.support.mcp_client import RawMcpClient
-from tests.support.processes import REPO_ROOT, spawn, terminate
+from tests.support.processes import REPO_ROOT, spawn, terminate, wait_for_port, wait_until
 
 QUICKSTART = REPO_ROOT / "examples" / "quickstart"
 TRUST_DOMAIN = "cluster.local"
@@ -201,23 +199,3 @@ class LocalMesh:
             code = cli(list(args))
         if code != 0:
             raise RuntimeError(f"agentic-cp {' '.join(args)} exited {code}")
-
-
-def wait_for_port(port: int, *, what: str, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
-    def open_() -> bool:
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            return sock.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_until(open_, timeout=timeout, what=f"{what} on port {port}", proc=proc)
-
-
-def wait_until(check, *, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what}: the process exited with {proc.returncode}")
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not ready after {timeout} s")

@@ -9,7 +9,9 @@ its path whatever the caller's working directory; and every harness used to carr
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,3 +48,23 @@ def terminate(proc: subprocess.Popen | None, *, timeout: float = 5.0) -> int | N
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def wait_for_port(port: int, *, what: str, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
+    def open_() -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(open_, timeout=timeout, what=f"{what} on port {port}", proc=proc)
+
+
+def wait_until(check, *, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: the process exited with {proc.returncode}")
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not ready after {timeout} s")
