@@ -10,8 +10,6 @@ import copy
 import subprocess
 from pathlib import Path
 
-import yaml
-
 from controlplane.translate.gateway import Resource
 from controlplane.xds import resources as types
 from tests.support.envoy import validate, write_config
@@ -55,9 +53,3 @@ def _static_cluster(cluster: dict, cla: dict) -> dict:
 
 def envoy_validate(bootstrap: dict, tmp_path: Path) -> subprocess.CompletedProcess:
     return validate(write_config(bootstrap, tmp_path / "static.json"))
-
-
-def to_yaml(resources: list[Resource]) -> str:
-    docs = [{"type": r.type_url.rsplit(".", 1)[1], "name": r.name,
-             "resource": r.payload if isinstance(r.payload, dict) else r.payload.to_dict()} for r in resources]
-    return yaml.safe_dump_all(docs, sort_keys=True, width=120)
