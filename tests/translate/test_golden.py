@@ -137,6 +137,31 @@ def test_every_output_has_an_input():
     assert kinds <= set(TYPE_OF_KIND), f"unknown output kinds: {sorted(kinds - set(TYPE_OF_KIND))}"
 
 
+# Which case shows each Envoy feature and role (issue 8: at least one per feature and per role), and the
+# text in its output that proves it. Every case translates through the gateway role (`translate`).
+COVERAGE = [
+    ("mcp filter", "quickstart", "listeners", "envoy.filters.http.mcp"),
+    ("rbac: ServiceAccount source", "quickstart", "routes", "quickstart/quickstart-agents-only#research-agent"),
+    ("rbac: SPIFFE source", "quickstart", "routes", "quickstart/quickstart-agents-only#math-agent"),
+    ("rbac: tool grants, the rest denied", "quickstart", "routes", "quickstart/everything-tool-grants#math-tools"),
+    ("rbac: HTTP attributes", "cel-and-http-attributes", "routes", "x-env"),
+    ("rbac: CEL condition", "cel-and-http-attributes", "routes", "condition:"),
+    ("ext_authz over gRPC", "external-auth", "clusters", "ext-authz/grpc/quickstart/authz/50051"),
+    ("ext_authz over HTTP", "external-auth", "clusters", "ext-authz/http/quickstart/authz-http/8080"),
+    ("ext_authz per route", "external-auth", "routes", "envoy.filters.http.ext_authz.backend"),
+    ("jsonrpc denial", "quickstart", "listeners", "Access to this tool is forbidden."),
+    ("access log", "quickstart", "listeners", "envoy.access_loggers.stdout"),
+    ("tls: HTTPS listener with SDS", "quickstart", "listeners", "tlsCertificateSdsSecretConfigs"),
+    ("plain HTTP listener", "gateway-api", "listeners", "name: listener-80"),
+    ("Service backend beside an XBackend", "gateway-api", "clusters", "service/team-a/mcp-svc/3001"),
+]
+
+
+@pytest.mark.parametrize(("feature", "case", "kind", "marker"), COVERAGE, ids=[c[0] for c in COVERAGE])
+def test_each_feature_has_a_golden_case(feature, case, kind, marker):
+    assert marker in out_path(case, kind).read_text(), f"{feature}: {marker!r} not in {out_path(case, kind).name}"
+
+
 def golden_resources(case: str) -> list[Resource]:
     """The committed outputs of a case, back as resources."""
     return [Resource(TYPE_OF_KIND[kind], doc["name"], doc["resource"])
