@@ -14,9 +14,9 @@ import tracemalloc
 
 from bench import hostile_files
 from controlplane.api.base import ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
-from controlplane.graph.model import AuthorizationGraph, build
-from controlplane.sources.base import ChangeSet
+from controlplane.graph.model import build
 from controlplane.translate.gateway import gateway_resources
 from controlplane.translate.serialize import SerializingCache
 

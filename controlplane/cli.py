@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from controlplane.api import regex
@@ -14,7 +15,8 @@ from controlplane.graph import export
 from controlplane.graph.admission import cel_problem
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.request import Request
-from controlplane.graph.rules import DEFAULT_TRUST_DOMAIN, service_account_spiffe_id
+from controlplane.graph.rules import DEFAULT_TRUST_DOMAIN
+from controlplane.identity.spiffe import spiffe_id
 from controlplane.sources.directory import DirectorySource
 
 
@@ -67,13 +69,9 @@ def _semantic_problems(graph: AuthorizationGraph, source: DirectorySource) -> li
     """What the API server would accept but the controller refuses: CEL that does not compile."""
     problems = []
     for policy in graph.of_kind("XAccessPolicy"):
-        message = cel_problem(policy)
-        if message is not None:
-            origin, index = source.origins.get(policy.key, ("-", 0))
-            rule_index = next(i for i, r in enumerate(policy.spec.rules) if message.startswith(f"rule {r.name}:"))
-            problems.append(Problem(origin, index, "XAccessPolicy", policy.namespace, policy.name,
-                                    f"spec.rules[{rule_index}].authorization.cel.expression",
-                                    message.split(": ", 1)[1]))
+        invalid = cel_problem(policy)
+        if invalid is not None:
+            problems.append(invalid.problem.located(*source.origins.get(policy.key, ("-", 0))))
     return problems
 
 
@@ -139,7 +137,7 @@ def _spiffe_source(value: str, trust_domain: str) -> str | None:
     namespace, sep, name = value.partition("/")
     if not sep or not namespace or not name:
         raise UsageError(f"--source must be a SPIFFE ID or NAMESPACE/SERVICEACCOUNT, not {value!r}")
-    return service_account_spiffe_id(trust_domain, namespace, name)
+    return spiffe_id(trust_domain, namespace, name, validate=False)
 
 
 def _header(value: str) -> tuple[str, str]:
@@ -222,7 +220,7 @@ def _control_plane_account(args: argparse.Namespace) -> tuple[str, str]:
 def _cluster_options(args: argparse.Namespace):
     import os
 
-    from controlplane.cluster import ClusterOptions
+    from controlplane.kube.serve import ClusterOptions
 
     namespace, service_account = _control_plane_account(args)
     return ClusterOptions(in_cluster=args.in_cluster, kubeconfig=args.kubeconfig, context=args.context,
@@ -232,8 +230,8 @@ def _cluster_options(args: argparse.Namespace):
 
 
 async def _kubernetes_control_plane(args: argparse.Namespace, settings):
-    from controlplane.cluster import cluster_control_plane
     from controlplane.identity.ca import CaStateError
+    from controlplane.kube.serve import cluster_control_plane
 
     try:
         return await cluster_control_plane(_cluster_options(args), settings)
@@ -242,7 +240,7 @@ async def _kubernetes_control_plane(args: argparse.Namespace, settings):
 
 
 def _in_kubernetes(args: argparse.Namespace, settings, *, ca=None):
-    from controlplane.cluster import control_plane_for_cluster
+    from controlplane.kube.serve import control_plane_for_cluster
 
     return control_plane_for_cluster(_cluster_options(args), settings, ca=ca)
 
@@ -252,12 +250,11 @@ def _in_kubernetes(args: argparse.Namespace, settings, *, ca=None):
 
 def _trust_domain(state_dir: str, given: str | None) -> str:
     """The one given, else the one the state dir's CA was made for, else the default."""
-    from controlplane.identity.ca import TRUST_DOMAIN_FILE
+    from controlplane.identity.ca import stored_trust_domain
 
-    stored = Path(state_dir) / "ca" / TRUST_DOMAIN_FILE
     if given is not None:
         return given
-    return stored.read_text().strip() if stored.exists() else DEFAULT_TRUST_DOMAIN
+    return stored_trust_domain(Path(state_dir)) or DEFAULT_TRUST_DOMAIN
 
 
 def _ca(state_dir: str, trust_domain: str | None):
@@ -308,8 +305,7 @@ def run_identity_issue(args: argparse.Namespace) -> int:
 
 def run_bootstrap(args: argparse.Namespace) -> int:
     from controlplane.identity import xds_auth
-    from controlplane.identity.spiffe import spiffe_id
-    from controlplane.translate.bootstrap import write_bootstrap
+    from controlplane.translate.bootstrap import bootstrap_files
 
     host, port = _host_port(args.xds_address)
     ttl = _hours(args.ttl_hours)
@@ -325,15 +321,23 @@ def run_bootstrap(args: argparse.Namespace) -> int:
     out = Path(args.out)
     role = node_id.split("~", 1)[0]
     _write_identity(args.out, xds_auth.issue_proxy_identity(ca, identity_id, role=role, ttl=ttl), ca.bundle_pem)
-    try:
-        path = write_bootstrap(out, node_id=node_id, node_cluster=role, xds_host=host,
-                               xds_port=port, admin_port=args.admin_port, trust_domain=ca.trust_domain,
-                               delta=args.delta)
-    except OSError as err:
-        raise CommandFailed(_os_error("--out", args.out, err)) from None
-    print(f"wrote {path} for node {node_id} (identity {identity_id})")
-    print((out / "run.txt").read_text().strip())
+    bootstrap = bootstrap_files(out, node_id=node_id, node_cluster=role, xds_host=host, xds_port=port,
+                                admin_port=args.admin_port, trust_domain=ca.trust_domain, delta=args.delta)
+    _write_files(args.out, bootstrap.files)
+    print(f"wrote {bootstrap.bootstrap_path} for node {node_id} (identity {identity_id})")
+    print(bootstrap.files[bootstrap.run_path].decode().strip())
     return 0
+
+
+def _write_files(out: str, files: Mapping[Path, bytes]) -> None:
+    """Each file in one rename, in the given order (the SDS files before the bootstrap that names them)."""
+    from controlplane.identity.files import atomic_write
+
+    try:
+        for path, content in files.items():
+            atomic_write(path, content)
+    except OSError as err:
+        raise CommandFailed(_os_error("--out", out, err)) from None
 
 
 MAX_TTL_HOURS = 8760.0  # a year; anything longer is a mistake for a workload certificate
@@ -350,7 +354,7 @@ def _hours(value: float):
 
 
 def _host_port(value: str) -> tuple[str, int]:
-    from controlplane.translate.bootstrap import split_host_port
+    from controlplane.addresses import split_host_port
 
     try:
         return split_host_port(value)

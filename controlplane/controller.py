@@ -20,13 +20,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from controlplane import isolation
 from controlplane.api.base import Problem, ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.gateway import OUR_CONTROLLER
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.identity import sds, xds_auth
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager
 from controlplane.logs import clip
-from controlplane.sources.base import ChangeSet, Source
+from controlplane.sources.base import Source
 from controlplane.translate.gateway import Resource, gateway_resources
 from controlplane.translate.serialize import SerializingCache
 from controlplane.xds import resources as types

@@ -64,6 +64,25 @@ spec:
                            "expression: unsupported variable 'request.body'")
 
 
+def test_validate_places_a_semantic_problem_at_its_document_and_field(tmp_path, capsys):
+    """The CLI prints the graph's structured problem (resource, field path, message) at the document it came from."""
+    good = "{name: ok, authorization: {type: CEL, cel: {expression: \"request.method == 'POST'\"}}}"
+    bad = "{name: bad, authorization: {type: CEL, cel: {expression: \"request.body.size() > 1\"}}}"
+    docs = [f"""apiVersion: agentic.networking.x-k8s.io/v1alpha1
+kind: XAccessPolicy
+metadata: {{name: {name}, namespace: ns}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw}}]
+  action: Allow
+  rules: [{', '.join(rules)}]
+""" for name, rules in (("fine", [good]), ("third-rule", [good, good.replace("ok", "ok2"), bad]))]
+    (tmp_path / "p.yaml").write_text("---\n".join(docs))
+    assert main(["validate", str(tmp_path)]) == 1
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{tmp_path / 'p.yaml'}:1: XAccessPolicy ns/third-rule: "
+                           "spec.rules[2].authorization.cel.expression: unsupported variable 'request.body'; ")
+
+
 def test_validate_missing_path_is_a_usage_error(capsys):
     assert main(["validate", "/no/such/dir"]) == 2
 
@@ -153,6 +172,17 @@ def test_identity_issue_writes_a_verifiable_identity(tmp_path, capsys):
     assert main(["identity", "issue", "--state-dir", str(tmp_path / "state"), "--spiffe-id",
                  "spiffe://elsewhere/ns/x/sa/y", "--out", str(out)]) == 2
     assert "outside trust domain" in capsys.readouterr().err
+
+
+def test_identity_issue_keeps_the_state_dirs_trust_domain(tmp_path, capsys):
+    """Without --trust-domain the CLI asks identity/ which trust domain the state dir's CA holds."""
+    state = str(tmp_path / "state")
+    issue = ["identity", "issue", "--state-dir", state, "--out", str(tmp_path / "out")]
+    assert main([*issue, "--trust-domain", "example.org", "--spiffe-id", "spiffe://example.org/ns/a/sa/b"]) == 0
+    assert main([*issue, "--spiffe-id", "spiffe://example.org/ns/a/sa/c"]) == 0
+    capsys.readouterr()
+    assert main([*issue, "--trust-domain", "other.org", "--spiffe-id", "spiffe://other.org/ns/a/sa/b"]) == 2
+    assert "holds a CA for trust domain 'example.org'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

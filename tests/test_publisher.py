@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
 from controlplane.controller import Publisher
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager
-from controlplane.sources.base import ChangeSet
 from controlplane.translate import serialize
 from controlplane.xds.cache import SnapshotCache
 from tests.graph.test_incremental_graph import CLASS, _backend, _gateway, _policy, _route

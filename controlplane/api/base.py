@@ -2,7 +2,9 @@
 
 Every kind is a pydantic model; `Resource.key` names an object uniquely in one cluster,
 and a `Problem` is one reason a document could not be taken, in the one-line form that
-`agentic-cp validate` prints.
+`agentic-cp validate` prints. A `FieldProblem` is the same reason found later, on a resource already
+taken (the graph's checks): it knows the resource and the field, and becomes a `Problem` once the
+caller says where the resource came from.
 """
 
 from __future__ import annotations
@@ -95,3 +97,17 @@ class Problem:
     def __str__(self) -> str:
         who = f"{self.namespace}/{self.name}" if self.namespace else (self.name or "-")
         return f"{self.origin}:{self.doc_index}: {self.kind or '-'} {who}: {self.field or '-'}: {self.message}"
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One reason a parsed resource is refused: which resource, which field (a path such as
+    ``spec.rules[1].authorization.cel.expression``) and why."""
+
+    key: ResourceKey
+    field: str
+    message: str
+
+    def located(self, origin: str, doc_index: int) -> Problem:
+        """The problem as `validate` prints it, for the resource read from `origin`'s document `doc_index`."""
+        return Problem(origin, doc_index, self.key.kind, self.key.namespace, self.key.name, self.field, self.message)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from controlplane.api import cel
 from controlplane.api.agentic import Action, AuthorizationType, XAccessPolicy
+from controlplane.api.base import FieldProblem
 
 MAX_POLICIES_PER_TARGET = 5
 _NO_TIMESTAMP = datetime.max.replace(tzinfo=UTC)
@@ -38,15 +39,29 @@ def seniority(policy: XAccessPolicy) -> tuple:
     return (created or _NO_TIMESTAMP, policy.namespace, policy.name)
 
 
-def cel_problem(policy: XAccessPolicy) -> str | None:
+@dataclass(frozen=True)
+class InvalidCel:
+    """A rule whose CEL expression does not compile: the rule's name (for the status condition) and the
+    field problem (for `validate`), so that neither is parsed back out of the other."""
+
+    rule: str
+    problem: FieldProblem
+
+    @property
+    def condition_message(self) -> str:
+        return f"rule {self.rule}: {self.problem.message}"
+
+
+def cel_problem(policy: XAccessPolicy) -> InvalidCel | None:
     """The first CEL compile error of the policy's rules, or None."""
-    for rule in policy.spec.rules or []:
+    for index, rule in enumerate(policy.spec.rules or []):
         auth = rule.authorization
         if auth is not None and auth.type is AuthorizationType.CEL:
             try:
                 cel.compile_expression(auth.cel.expression)
             except cel.CELError as err:
-                return f"rule {rule.name}: {err}"
+                field = f"spec.rules[{index}].authorization.cel.expression"
+                return InvalidCel(rule.name, FieldProblem(policy.key, field, str(err)))
     return None
 
 
@@ -58,7 +73,7 @@ def admit(policies: list[XAccessPolicy]) -> dict:
     for policy in sorted(policies, key=seniority):
         problem = cel_problem(policy)
         if problem is not None:
-            result[policy.key] = Condition(False, INVALID_CEL, problem)
+            result[policy.key] = Condition(False, INVALID_CEL, problem.condition_message)
         elif policy.spec.action is Action.EXTERNAL_AUTH and has_external:
             result[policy.key] = Condition(False, LIMIT_EXCEEDED,
                                            "only one ExternalAuth policy is allowed per target; an older one "

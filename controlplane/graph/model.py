@@ -18,12 +18,12 @@ import networkx as nx
 
 from controlplane.api.agentic import XAccessPolicy, XBackend
 from controlplane.api.base import Resource, ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.core import EndpointSlice, Service
 from controlplane.api.gateway import OUR_CONTROLLER, Gateway, HTTPRoute, ReferenceGrant
 from controlplane.graph import fragments
 from controlplane.graph.admission import Condition, admit
 from controlplane.graph.rules import DEFAULT_TRUST_DOMAIN
-from controlplane.sources.base import ChangeSet
 
 FRAGMENT_BUILDERS = {
     Gateway: fragments.gateway_fragment,

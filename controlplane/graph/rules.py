@@ -30,14 +30,11 @@ from controlplane.api.agentic import (
 from controlplane.api.base import ResourceKey
 from controlplane.graph.request import Request
 from controlplane.graph.routing import path_matches, value_matches
+from controlplane.identity.spiffe import spiffe_id
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 ANY_SOURCE = "*"
 NO_SOURCE = "!"  # a source whose `type` names a member that is not set: it matches no caller (fail closed)
-
-
-def service_account_spiffe_id(trust_domain: str, namespace: str, name: str) -> str:
-    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{name}"
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,7 @@ def _principal(rule: AccessRule, policy_namespace: str, trust_domain: str) -> st
     sa = source.service_account
     if sa is None:
         return NO_SOURCE
-    return service_account_spiffe_id(trust_domain, sa.namespace or policy_namespace, sa.name)
+    return spiffe_id(trust_domain, sa.namespace or policy_namespace, sa.name, validate=False)
 
 
 def permission_matches(auth: Authorization | None, request: Request) -> bool:

@@ -1,7 +1,7 @@
 """Desired status of every object this control plane answers for, computed from the authorization graph.
 
 Why pure functions: every replica computes the same statuses from the same graph, and only the elected
-leader sends them (`sources/status_writer.py`); a status that depends on nothing but the graph, the
+leader sends them (`kube/status_writer.py`); a status that depends on nothing but the graph, the
 previous status and a clock is the same on every replica and is trivially testable.
 
 What gets status (and nothing else, so that other controllers' objects are left alone):

@@ -40,7 +40,7 @@ from controlplane.identity.spiffe import parse_spiffe_id, trust_domain_id, valid
 
 __all__ = [
     "XDS_ROLE_PREFIX", "CaStateError", "CertificateAuthority", "IssuedIdentity", "TrustDomainMismatch",
-    "xds_roles_of_cert",
+    "stored_trust_domain", "xds_roles_of_cert",
 ]
 
 CA_DIR = "ca"
@@ -78,6 +78,15 @@ class IssuedIdentity:
 
     def certificate(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.cert_pem)
+
+
+def stored_trust_domain(state_dir: Path) -> str | None:
+    """The trust domain the CA kept in ``state_dir`` was made for; None when the state dir holds no CA yet.
+
+    Callers that take an optional ``--trust-domain`` default to it, so a state dir keeps its trust domain
+    without the flag being repeated (``load_or_create`` refuses any other)."""
+    path = Path(state_dir) / CA_DIR / TRUST_DOMAIN_FILE
+    return path.read_text().strip() if path.exists() else None
 
 
 def _utcnow() -> datetime:

@@ -16,16 +16,24 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from controlplane.identity.ca import IssuedIdentity
-
-__all__ = ["BUNDLE_FILE", "CERT_FILE", "KEY_FILE", "IdentityFiles", "atomic_write", "write_identity"]
+__all__ = ["BUNDLE_FILE", "CERT_FILE", "KEY_FILE", "Credential", "IdentityFiles", "atomic_write", "write_identity"]
 
 CERT_FILE = "cert.pem"
 KEY_FILE = "key.pem"
 BUNDLE_FILE = "bundle.pem"
+
+
+class Credential(Protocol):
+    """What ``write_identity`` needs of an issued identity (``ca.IssuedIdentity`` is one). A protocol, so
+    that this module does not import ``ca`` back: ``ca`` writes its own files through ``atomic_write``."""
+
+    @property
+    def key_pem(self) -> bytes: ...
+
+    @property
+    def chain_pem(self) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> Path:
     return path
 
 
-def write_identity(out_dir: Path, identity: IssuedIdentity, bundle_pem: bytes) -> IdentityFiles:
+def write_identity(out_dir: Path, identity: Credential, bundle_pem: bytes) -> IdentityFiles:
     """Write ``cert.pem`` (leaf + chain), ``key.pem`` (0600) and ``bundle.pem`` into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -52,11 +52,17 @@ def _check_segment(kind: str, value: str) -> str:
     return value
 
 
-def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
-    """The SPIFFE ID of a Kubernetes workload: ``spiffe://<td>/ns/<ns>/sa/<sa>``."""
-    validate_trust_domain(trust_domain)
-    _check_segment("namespace", namespace)
-    _check_segment("service account", service_account)
+def spiffe_id(trust_domain: str, namespace: str, service_account: str, *, validate: bool = True) -> str:
+    """The SPIFFE ID of a Kubernetes workload: ``spiffe://<td>/ns/<ns>/sa/<sa>``.
+
+    Validated (InvalidSpiffeId) for anything that goes into a certificate. ``validate=False`` is for
+    names a policy gives, which the API does not check against SPIFFE's rules: a policy naming an ID no
+    certificate can carry must match nobody rather than fail the whole graph, so the string is built as is.
+    """
+    if validate:
+        validate_trust_domain(trust_domain)
+        _check_segment("namespace", namespace)
+        _check_segment("service account", service_account)
     return f"{_SCHEME}{trust_domain}/ns/{namespace}/sa/{service_account}"
 
 

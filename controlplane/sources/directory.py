@@ -28,9 +28,9 @@ from pathlib import Path
 from watchfiles import awatch
 
 from controlplane.api.base import Problem, Resource, ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import InvalidResource, parse_object
 from controlplane.logs import clip
-from controlplane.sources.base import ChangeSet
 from controlplane.sources.bounded_load import Limits, read_documents
 from controlplane.sources.printable import printable_problem
 from controlplane.sources.removals import removal_effect

@@ -2,11 +2,10 @@
 
 Two halves, kopf style, kept apart:
 
-- `watch_kind` is the watch loop of one kind. It lists (paginated), streams from the list's
-  resourceVersion, follows bookmarks, resumes from the last resourceVersion after a dropped
-  connection and relists after 410 Gone. It knows nothing of resources or change sets: it yields
-  raw `Listing`s, `Event`s and `Failure`s.
-- `Mirror` consumes them. It holds what the cluster has, so a relist is diffed against it and only
+- `controlplane.kube.watch.watch_kind` is the watch loop of one kind (list, watch, resume, relist
+  after 410). It knows nothing of resources or change sets: it yields raw `Listing`s, `Event`s and
+  `Failure`s.
+- `Mirror` (here) consumes them. It holds what the cluster has, so a relist is diffed against it and only
   real changes go out; it parses documents, turns bad ones into Problems (keeping the last good
   version, so that bad input never takes the mesh down) and folds everything into a `Batch`.
 
@@ -18,199 +17,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from controlplane.api.base import Problem, Resource, ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import InvalidResource, parse_object
-from controlplane.sources.base import ChangeSet
-from controlplane.sources.kinds import ALL_KINDS, Kind
-from controlplane.sources.kubeapi import ApiError, KubeApi
+from controlplane.kube.client import KubeApi
+from controlplane.kube.kinds import ALL_KINDS, Kind
+from controlplane.kube.watch import (
+    Backoff,
+    Event,
+    Failure,
+    Listing,
+    WatchItem,
+    failure_message,
+    resource_version,
+    watch_kind,
+)
 
 log = logging.getLogger(__name__)
 
 ParseFunction = Callable[..., Resource | None]
-
-# Answers that will not change by retrying soon: report them, and count the kind as settled.
-SETTLING_STATUSES = frozenset({401, 403, 404})
-# What a dropped or refused connection looks like.
-TRANSIENT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, ValueError)
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with jitter, so that many replicas do not reconnect in step."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    factor: float = 2.0
-    jitter: float = 0.5
-
-    def delay(self, attempt: int) -> float:
-        base = min(self.maximum, self.initial * self.factor ** min(attempt, 32))
-        return base * random.uniform(1.0 - self.jitter, 1.0)
-
-
-@dataclass(frozen=True)
-class Listing:
-    """The complete state of one kind, as of a fresh LIST."""
-
-    kind: Kind
-    objects: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Event:
-    kind: Kind
-    type: str  # ADDED, MODIFIED or DELETED
-    object: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Failure:
-    """The apiserver refused to `verb` this kind (403, 404 for a CRD not installed, 401)."""
-
-    kind: Kind
-    verb: str
-    error: ApiError
-
-
-WatchItem = Listing | Event | Failure
-
-
-def _resource_version(obj: dict[str, Any]) -> str | None:
-    return (obj.get("metadata") or {}).get("resourceVersion")
-
-
-async def list_all(*, api: KubeApi, kind: Kind, page_size: int) -> tuple[list[dict[str, Any]], str]:
-    """Every object of the kind, page by page, and the resourceVersion to watch from."""
-    objects: list[dict[str, Any]] = []
-    params = {"limit": str(page_size)}
-    while True:
-        page = await api.request("GET", kind.collection_path(), params=params)
-        for item in page.get("items") or []:
-            item.setdefault("apiVersion", kind.api_version)  # list items often come without these
-            item.setdefault("kind", kind.kind)
-            objects.append(item)
-        meta = page.get("metadata") or {}
-        if not meta.get("continue"):
-            return objects, str(meta.get("resourceVersion") or "")
-        params = {"limit": str(page_size), "continue": meta["continue"]}
-
-
-@dataclass
-class Cursor:
-    """Where one kind's watch loop stands: the resourceVersion to resume from (None: list first)."""
-
-    resource_version: str | None = None
-    attempt: int = 0  # failures in a row, for the backoff
-    lines: int = 0  # lines the last stream delivered
-
-    @property
-    def verb(self) -> str:
-        return "list" if self.resource_version is None else "watch"
-
-    def failed(self) -> int:
-        self.attempt += 1
-        return self.attempt - 1
-
-
-async def watch_kind(
-    *,
-    api: KubeApi,
-    kind: Kind,
-    backoff: Backoff = Backoff(),
-    page_size: int = 500,
-    timeout_seconds: int = 300,
-    failure_retry: float = 30.0,
-) -> AsyncIterator[WatchItem]:
-    """List, then watch from the list's resourceVersion, forever; relist only when the server says 410."""
-    cursor = Cursor()
-    while True:
-        try:
-            if cursor.resource_version is None:
-                objects, cursor.resource_version = await list_all(api=api, kind=kind, page_size=page_size)
-                cursor.attempt = 0
-                yield Listing(kind=kind, objects=objects)
-            async for event in watch_stream(
-                api=api, kind=kind, cursor=cursor, timeout_seconds=timeout_seconds
-            ):
-                yield event
-            if not cursor.lines:  # an empty stream that ends at once must not become a busy loop
-                await asyncio.sleep(backoff.delay(cursor.failed()))
-        except ApiError as error:
-            if error.status in SETTLING_STATUSES:
-                yield Failure(kind=kind, verb=cursor.verb, error=error)
-            await asyncio.sleep(
-                _pause_after(error, kind=kind, cursor=cursor, backoff=backoff, failure_retry=failure_retry)
-            )
-        except TRANSIENT_ERRORS as error:
-            log.info(
-                "%s: %s interrupted (%r); resuming from %s",
-                kind.resource,
-                cursor.verb,
-                error,
-                cursor.resource_version,
-            )
-            await asyncio.sleep(backoff.delay(cursor.failed()))
-
-
-async def watch_stream(
-    *, api: KubeApi, kind: Kind, cursor: Cursor, timeout_seconds: int
-) -> AsyncIterator[Event]:
-    """One watch request from the cursor's resourceVersion; every line (bookmarks too) moves the cursor."""
-    params = {
-        "watch": "true",
-        "resourceVersion": cursor.resource_version or "",
-        "allowWatchBookmarks": "true",
-        "timeoutSeconds": str(timeout_seconds),
-    }
-    cursor.lines = 0
-    async for line in api.watch(kind.collection_path(), params=params, read_timeout=timeout_seconds + 30):
-        obj = line.get("object") or {}
-        if line.get("type") == "ERROR":
-            raise ApiError.from_status(status=500, body=obj)
-        cursor.resource_version = _resource_version(obj) or cursor.resource_version
-        cursor.attempt, cursor.lines = 0, cursor.lines + 1
-        if line.get("type") != "BOOKMARK":
-            yield Event(kind=kind, type=line.get("type", ""), object=obj)
-
-
-def _pause_after(
-    error: ApiError, *, kind: Kind, cursor: Cursor, backoff: Backoff, failure_retry: float
-) -> float:
-    """How long to wait after an API error, and whether the next round must relist."""
-    if error.status == 410:
-        log.info("%s: resourceVersion %s is gone; relisting", kind.resource, cursor.resource_version)
-        cursor.resource_version = None
-        return 0.0
-    if error.status in SETTLING_STATUSES:
-        cursor.resource_version = None
-        return failure_retry
-    log.warning("%s: %s failed: %s", kind.resource, cursor.verb, error)
-    return backoff.delay(cursor.failed())
-
-
-def failure_message(failure: Failure) -> str:
-    """Say what is missing in the words a cluster admin acts on: an RBAC verb, or a CRD."""
-    kind, error = failure.kind, failure.error
-    group = kind.group or '""'
-    if error.status == 403:
-        return (
-            f"forbidden: cannot {failure.verb} resource {kind.plural!r} in API group {group} at the cluster "
-            f"scope; grant the control plane's ServiceAccount verbs get, list, watch on {kind.resource} "
-            f"(apiserver said: {error.message})"
-        )
-    if error.status == 404:
-        return (
-            f"not found: {kind.resource} version {kind.version} is not served; is its CRD installed? "
-            f"Retrying slowly (apiserver said: {error.message})"
-        )
-    return f"cannot {failure.verb} {kind.resource}: {error.status} {error.reason}: {error.message}"
+DEFAULT_BACKOFF = Backoff()
 
 
 @dataclass
@@ -295,7 +125,7 @@ class Mirror:
     def _take(self, kind: Kind, obj: dict[str, Any], batch: Batch) -> None:
         ident = _ident(obj)
         held = self._held.setdefault(kind, {}).get(ident)
-        version = _resource_version(obj) or ""
+        version = resource_version(obj) or ""
         if held is not None and held.resource_version == version:
             return
         obj.setdefault("apiVersion", kind.api_version)
@@ -351,7 +181,7 @@ class KubernetesSource:
         kinds: tuple[Kind, ...] = ALL_KINDS,
         parse: ParseFunction = parse_object,
         name: str = "cluster",
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
         failure_retry: float = 30.0,
         page_size: int = 500,
         timeout_seconds: int = 300,

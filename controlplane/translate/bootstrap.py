@@ -7,7 +7,10 @@ secured (mTLS with the proxy's own SVID, pinned to the control plane's SPIFFE ID
 The xDS client credentials are read through *file-based SDS* rather than plain ``tls_certificates``
 filenames: Envoy watches the credentials directory and re-reads cert and key together whenever a file is
 renamed into it (our writes are renames), so a rotated SVID is picked up without restarting Envoy. The two
-small SDS files live next to the PEMs and are written by ``write_bootstrap``.
+small SDS files live next to the PEMs.
+
+Everything here returns data and writes nothing: ``bootstrap_files`` says which bytes belong at which
+path, and the caller (the CLI's ``bootstrap`` command; the provisioner, into a ConfigMap) writes them.
 """
 
 from __future__ import annotations
@@ -15,21 +18,24 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from controlplane.identity.files import BUNDLE_FILE, CERT_FILE, KEY_FILE, atomic_write
+from controlplane.identity.files import BUNDLE_FILE, CERT_FILE, KEY_FILE
 from controlplane.identity.xds_auth import control_plane_identity
 from controlplane.xds.keepalive import XDS_KEEPALIVE, KeepalivePolicy
 
 __all__ = [
     "XDS_CLUSTER",
+    "BootstrapFiles",
     "base_id_for",
+    "bootstrap_files",
     "render_bootstrap",
     "render_sds_files",
     "run_command",
-    "write_bootstrap",
 ]
 
 XDS_CLUSTER = "xds_cluster"
@@ -51,14 +57,6 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 hosts may be bracketed) as (host, port); ValueError for anything else."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"expected HOST:PORT, not {address!r}")
-    return host.strip("[]"), int(port)
 
 
 def base_id_for(node_id: str) -> int:
@@ -212,17 +210,26 @@ def _dump(data: dict) -> bytes:
     return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False).encode()
 
 
-def write_bootstrap(
+@dataclass(frozen=True)
+class BootstrapFiles:
+    """One proxy's bootstrap as files to write: absolute path -> content. Nothing is on disk yet."""
+
+    files: Mapping[Path, bytes]
+    bootstrap_path: Path  # the ``envoy.yaml`` among ``files``
+    run_path: Path  # ``run.txt``: how to start Envoy on it
+
+
+def bootstrap_files(
     out_dir: Path, *, credentials_dir: Path | None = None, envoy: str = "envoy", **render_args
-) -> Path:
-    """Render and write ``envoy.yaml``, the SDS files (into ``credentials_dir``, default ``out_dir``) and
-    ``run.txt``; returns the bootstrap path. ``render_args`` are ``render_bootstrap``'s other arguments.
-    The PEM files themselves come from ``controlplane.identity.files.write_identity``."""
+) -> BootstrapFiles:
+    """``envoy.yaml`` and ``run.txt`` (for ``out_dir``) and the SDS files (for ``credentials_dir``, default
+    ``out_dir``), rendered. ``render_args`` are ``render_bootstrap``'s other arguments. The PEM files
+    themselves come from ``controlplane.identity.files.write_identity``."""
     out = Path(out_dir).absolute()
     creds = Path(credentials_dir).absolute() if credentials_dir is not None else out
-    for name, content in render_sds_files(credentials_dir=creds).items():
-        atomic_write(creds / name, _dump(content))
-    path = atomic_write(out / BOOTSTRAP_FILE, _dump(render_bootstrap(credentials_dir=creds, **render_args)))
-    command = run_command(bootstrap_path=path, node_id=render_args["node_id"], envoy=envoy)
-    atomic_write(out / RUN_FILE, f"# Start this proxy (base id derived from the node id):\n{command}\n".encode())
-    return path
+    files = {creds / name: _dump(content) for name, content in render_sds_files(credentials_dir=creds).items()}
+    bootstrap_path, run_path = out / BOOTSTRAP_FILE, out / RUN_FILE
+    files[bootstrap_path] = _dump(render_bootstrap(credentials_dir=creds, **render_args))
+    command = run_command(bootstrap_path=bootstrap_path, node_id=render_args["node_id"], envoy=envoy)
+    files[run_path] = f"# Start this proxy (base id derived from the node id):\n{command}\n".encode()
+    return BootstrapFiles(files=files, bootstrap_path=bootstrap_path, run_path=run_path)

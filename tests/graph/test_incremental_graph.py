@@ -7,11 +7,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controlplane.api.base import ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
 from controlplane.graph.explain import explain_gateway
 from controlplane.graph.model import AuthorizationGraph, build
 from controlplane.graph.request import Request
-from controlplane.sources.base import ChangeSet
 
 NS = ["a", "b"]
 AGENTS = ["alice", "bob", "carol"]

@@ -110,6 +110,20 @@ def test_invalid_cel_missing_target_and_unsupported_kind():
     assert status["ancestors"][0]["ancestorRef"]["kind"] == "XBackend"
 
 
+def test_invalid_cel_is_a_structured_field_problem_and_the_condition_names_the_rule():
+    from controlplane.api.base import FieldProblem
+    from controlplane.graph.admission import cel_problem
+
+    graph = graph_of(extra=[policy("bad-cel", cel="request.body.size() > 1")])
+    [bad] = [p for p in graph.of_kind("XAccessPolicy") if p.name == "bad-cel"]
+    invalid = cel_problem(bad)
+    assert invalid.problem == FieldProblem(pkey("bad-cel"), "spec.rules[0].authorization.cel.expression",
+                                           invalid.problem.message)
+    assert invalid.problem.message.startswith("unsupported variable 'request.body'")
+    condition_ = accepted(policy_status(graph, pkey("bad-cel"), controller_name=CONTROLLER))
+    assert condition_["message"] == f"rule r: {invalid.problem.message}"
+
+
 def test_other_controllers_ancestors_are_kept():
     graph = graph_of(extra=[policy("p")])
     theirs = {"ancestorRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw",

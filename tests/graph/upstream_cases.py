@@ -16,11 +16,11 @@ from pathlib import Path
 import yaml
 
 from controlplane.api.base import ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
 from controlplane.graph.explain import explain_gateway
 from controlplane.graph.model import AuthorizationGraph, build
 from controlplane.graph.request import Request
-from controlplane.sources.base import ChangeSet
 
 NAMESPACE = "replay-ns"
 PLACEHOLDERS = ("e2e-test-ns", "quickstart-ns")

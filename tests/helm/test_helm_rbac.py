@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from controlplane.sources.kinds import ALL_KINDS, LEASE, SERVICE
-from controlplane.sources.provisioner import KINDS_IN_ORDER
+from controlplane.kube.kinds import ALL_KINDS, LEASE, SERVICE
+from controlplane.kube.provisioner import KINDS_IN_ORDER
 from tests.helm.helm_support import CUSTOM_VALUES, NAMESPACE, RELEASE, REPO_ROOT, find, render
 
 CLUSTER, RELEASE_NS, GATEWAY_NS = "any namespace", "release namespace", "gateway namespace"
@@ -36,25 +36,25 @@ class Call:
 
 def _needed() -> list[Call]:
     calls = []
-    for kind in ALL_KINDS:  # sources/kubernetes.py lists then watches every kind, across namespaces
-        calls.append(Call("sources/kubernetes.py", "GET", kind.group, kind.plural, CLUSTER, ("list",)))
-        calls.append(Call("sources/kubernetes.py", "WATCH", kind.group, kind.plural, CLUSTER, ("watch",)))
+    for kind in ALL_KINDS:  # kube/watch.py lists then watches every kind, across namespaces
+        calls.append(Call("kube/watch.py", "GET", kind.group, kind.plural, CLUSTER, ("list",)))
+        calls.append(Call("kube/watch.py", "WATCH", kind.group, kind.plural, CLUSTER, ("watch",)))
     for group, plural in [("gateway.networking.k8s.io", "gatewayclasses"), ("gateway.networking.k8s.io", "gateways"),
                           ("gateway.networking.k8s.io", "httproutes"),
                           ("agentic.networking.x-k8s.io", "xaccesspolicies"),
                           ("agentic.networking.x-k8s.io", "xbackends")]:
-        calls.append(Call("sources/status_writer.py", "PATCH", group, f"{plural}/status", CLUSTER, ("patch",)))
+        calls.append(Call("kube/status_writer.py", "PATCH", group, f"{plural}/status", CLUSTER, ("patch",)))
     for method, verb in [("GET", "get"), ("POST", "create"), ("PUT", "update")]:
-        calls.append(Call("sources/leader.py", method, LEASE.group, LEASE.plural, RELEASE_NS, (verb,)))
-    calls.append(Call("identity/ca_secret.py", "GET", "", "secrets", RELEASE_NS, ("get",), name=f"{RELEASE}-ca"))
-    calls.append(Call("identity/ca_secret.py", "POST", "", "secrets", RELEASE_NS, ("create",)))
+        calls.append(Call("kube/leader.py", method, LEASE.group, LEASE.plural, RELEASE_NS, (verb,)))
+    calls.append(Call("kube/ca_secret.py", "GET", "", "secrets", RELEASE_NS, ("get",), name=f"{RELEASE}-ca"))
+    calls.append(Call("kube/ca_secret.py", "POST", "", "secrets", RELEASE_NS, ("create",)))
     for kind in KINDS_IN_ORDER:
         # Server-side apply: PATCH, and `create` when the object does not exist yet.
-        calls.append(Call("sources/provisioner.py", "PATCH", kind.group, kind.plural, GATEWAY_NS, ("create", "patch")))
-        calls.append(Call("sources/provisioner.py", "DELETE", kind.group, kind.plural, GATEWAY_NS, ("delete",)))
-        calls.append(Call("sources/provisioner.py", "GET", kind.group, kind.plural, CLUSTER, ("list",),
+        calls.append(Call("kube/provisioner.py", "PATCH", kind.group, kind.plural, GATEWAY_NS, ("create", "patch")))
+        calls.append(Call("kube/provisioner.py", "DELETE", kind.group, kind.plural, GATEWAY_NS, ("delete",)))
+        calls.append(Call("kube/provisioner.py", "GET", kind.group, kind.plural, CLUSTER, ("list",),
                           optional=kind.plural in ("secrets", "configmaps", "deployments")))
-    calls.append(Call("sources/provisioner.py", "GET", SERVICE.group, SERVICE.plural, GATEWAY_NS, ("get",)))
+    calls.append(Call("kube/provisioner.py", "GET", SERVICE.group, SERVICE.plural, GATEWAY_NS, ("get",)))
     return calls
 
 
@@ -71,7 +71,7 @@ def test_the_table_lists_every_call_the_code_makes():
     # And no other module talks to the apiserver.
     for path in (REPO_ROOT / "controlplane").rglob("*.py"):
         module = path.relative_to(REPO_ROOT / "controlplane").as_posix()
-        if module not in {c.module for c in NEEDED} and module != "sources/kubeapi.py":
+        if module not in {c.module for c in NEEDED} and module != "kube/client.py":
             assert not re.search(r'\.request\(\s*"(GET|POST|PUT|PATCH|DELETE)"', path.read_text()), module
 
 

@@ -14,7 +14,7 @@ import yaml
 from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest
 
 from controlplane.identity.ca import CertificateAuthority
-from controlplane.identity.files import write_identity
+from controlplane.identity.files import atomic_write, write_identity
 from controlplane.identity.xds_auth import (
     expected_spiffe_id,
     issue_proxy_identity,
@@ -25,7 +25,7 @@ from controlplane.identity.xds_auth import (
     peer_spiffe_id,
     server_credentials,
 )
-from controlplane.translate.bootstrap import base_id_for, render_bootstrap, write_bootstrap
+from controlplane.translate.bootstrap import base_id_for, bootstrap_files, render_bootstrap
 from tests.support.envoy import EnvoyProcess, validate
 
 TD = "example.org"
@@ -37,9 +37,12 @@ def _prepare(tmp_path: Path, ca: CertificateAuthority, *, node_id: str, xds_host
     creds = tmp_path / "creds"
     proxy = issue_proxy_identity(ca, expected_spiffe_id(TD, node_id), role=parse_node_id(node_id).role)
     write_identity(creds, proxy, ca.bundle_pem)
-    return write_bootstrap(tmp_path / "out", credentials_dir=creds, node_id=node_id, node_cluster="agentic",
-                           xds_host=xds_host, xds_port=xds_port, admin_port=admin_port, trust_domain=TD,
-                           **extra)
+    bootstrap = bootstrap_files(tmp_path / "out", credentials_dir=creds, node_id=node_id, node_cluster="agentic",
+                                xds_host=xds_host, xds_port=xds_port, admin_port=admin_port, trust_domain=TD,
+                                **extra)
+    for path, content in bootstrap.files.items():
+        atomic_write(path, content)
+    return bootstrap.bootstrap_path
 
 
 def test_render_shape(tmp_path):
@@ -67,6 +70,25 @@ def test_base_id_is_stable_and_spread():
     ids = {base_id_for(node_id_for_workload("ns", f"sa{i}")) for i in range(200)}
     assert len(ids) > 190
     assert base_id_for("gateway~a~b") == base_id_for("gateway~a~b")
+
+
+def test_bootstrap_files_are_data_and_nothing_is_written(tmp_path, monkeypatch):
+    """Rendering from a read-only working directory into directories that do not exist touches no disk."""
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    monkeypatch.chdir(readonly)
+    try:
+        bootstrap = bootstrap_files(Path("out"), credentials_dir=Path("creds"), node_id="gateway~ns~gw",
+                                    node_cluster="gateway", xds_host="localhost", xds_port=15010, admin_port=0,
+                                    trust_domain=TD)
+    finally:
+        readonly.chmod(0o755)
+    assert list(readonly.iterdir()) == []
+    assert sorted(p.relative_to(readonly).as_posix() for p in bootstrap.files) == [
+        "creds/sds-xds-client-cert.yaml", "creds/sds-xds-trust-bundle.yaml", "out/envoy.yaml", "out/run.txt"]
+    assert yaml.safe_load(bootstrap.files[bootstrap.bootstrap_path])["node"]["id"] == "gateway~ns~gw"
+    assert str(bootstrap.bootstrap_path) in bootstrap.files[bootstrap.run_path].decode()
 
 
 def test_write_bootstrap_files_and_run_command(tmp_path, ca):

@@ -6,7 +6,12 @@ from cryptography import x509
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from controlplane.identity.ca import CaStateError, CertificateAuthority, TrustDomainMismatch
+from controlplane.identity.ca import (
+    CaStateError,
+    CertificateAuthority,
+    TrustDomainMismatch,
+    stored_trust_domain,
+)
 
 SVID = "spiffe://example.org/ns/team-a/sa/agent"
 
@@ -42,6 +47,23 @@ def test_other_trust_domain_for_existing_state_is_an_error(tmp_path):
     CertificateAuthority.load_or_create(tmp_path, trust_domain="example.org")
     with pytest.raises(TrustDomainMismatch, match="example.org"):
         CertificateAuthority.load_or_create(tmp_path, trust_domain="other.org")
+
+
+def test_stored_trust_domain_of_a_fresh_dir_is_none(tmp_path):
+    assert stored_trust_domain(tmp_path) is None
+    assert stored_trust_domain(tmp_path / "not-yet-created") is None
+
+
+def test_stored_trust_domain_is_the_one_the_ca_was_made_for(tmp_path):
+    CertificateAuthority.load_or_create(tmp_path, trust_domain="example.org")
+    assert stored_trust_domain(tmp_path) == "example.org"
+
+
+def test_stored_trust_domain_survives_a_refused_mismatch(tmp_path):
+    CertificateAuthority.load_or_create(tmp_path, trust_domain="example.org")
+    with pytest.raises(TrustDomainMismatch):
+        CertificateAuthority.load_or_create(tmp_path, trust_domain="other.org")
+    assert stored_trust_domain(tmp_path) == "example.org"
 
 
 def test_broken_state_is_reported(tmp_path):

@@ -53,3 +53,25 @@ def test_workload_of():
     assert workload_of("spiffe://example.org/ns/team-a") is None
     assert workload_of("spiffe://example.org/x/team-a/sa/agent") is None
     assert workload_of("not an id") is None
+
+
+def test_unvalidated_form_is_the_same_string_and_never_raises():
+    assert spiffe_id("example.org", "team-a", "agent", validate=False) == spiffe_id("example.org", "team-a", "agent")
+    assert spiffe_id("Example.org", "ns", "a/b", validate=False) == "spiffe://Example.org/ns/ns/sa/a/b"
+
+
+def test_policy_naming_an_odd_service_account_resolves_without_raising():
+    """The API does not check ServiceAccount names against SPIFFE's rules; the graph must not fail on them."""
+    from controlplane.api.registry import parse_object
+    from controlplane.graph.rules import resolve_rules
+
+    policy = parse_object({
+        "apiVersion": "agentic.networking.x-k8s.io/v1alpha1", "kind": "XAccessPolicy",
+        "metadata": {"name": "p", "namespace": "ns"},
+        "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}],
+                 "action": "Allow",
+                 "rules": [{"name": "odd", "source": {"type": "ServiceAccount", "serviceAccount": {"name": "a/b"}}},
+                           {"name": "empty", "source": {"type": "ServiceAccount", "serviceAccount": {"name": ""}}}]},
+    })
+    assert [r.principal for r in resolve_rules(policy, "Cluster.Local")] == [
+        "spiffe://Cluster.Local/ns/ns/sa/a/b", "spiffe://Cluster.Local/ns/ns/sa/"]

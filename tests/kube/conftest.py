@@ -11,11 +11,12 @@ from typing import Any, Self
 import pytest
 
 from controlplane.api.base import Problem, Resource, ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import InvalidResource
-from controlplane.sources.base import ChangeSet
-from controlplane.sources.kinds import Kind, kind_named
-from controlplane.sources.kubeapi import KubeApi
-from controlplane.sources.kubernetes import Backoff, KubernetesSource
+from controlplane.kube.client import KubeApi
+from controlplane.kube.kinds import Kind, kind_named
+from controlplane.kube.watch import Backoff
+from controlplane.sources.kubernetes import KubernetesSource
 from tests.kube.fakeapi import FakeApiServer
 
 FAST = Backoff(initial=0.01, maximum=0.1)

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from controlplane.sources.kinds import ALL_KINDS, LEASE, Kind
+from controlplane.kube.kinds import ALL_KINDS, LEASE, Kind
 
 Ident = tuple[str, str]
 

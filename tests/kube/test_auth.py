@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from controlplane.sources.kinds import SERVICE
-from controlplane.sources.kubeapi import ApiError, KubeApi
+from controlplane.kube.client import ApiError, KubeApi
+from controlplane.kube.kinds import SERVICE
 from controlplane.sources.kubernetes import KubernetesSource
 from tests.kube.conftest import FAST, Consumer, fake_parse, obj
 from tests.kube.fakeapi import FakeApiServer

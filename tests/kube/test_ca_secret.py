@@ -25,15 +25,15 @@ from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest, Discov
 from controlplane.cli import _kubernetes_control_plane, _parser
 from controlplane.controller import Settings
 from controlplane.identity.ca import CaStateError, CertificateAuthority, TrustDomainMismatch
-from controlplane.identity.ca_secret import SECRET, ca_secret, load_or_create_from_secret
 from controlplane.identity.xds_auth import (
     channel_credentials,
     control_plane_identity,
     proxy_identity_for_gateway,
     spiffe_ids_of_cert,
 )
-from controlplane.sources.kinds import ALL_KINDS, LEASE
-from controlplane.sources.kubeapi import KubeApi
+from controlplane.kube.ca_secret import SECRET, ca_secret, load_or_create_from_secret
+from controlplane.kube.client import KubeApi
+from controlplane.kube.kinds import ALL_KINDS, LEASE
 from controlplane.xds import resources as types
 from tests.kube.fakeapi import FakeApiServer
 from tests.kube.test_serve_in_cluster import NODE, quickstart_objects, wait_for

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from controlplane.sources.kinds import LEASE
-from controlplane.sources.leader import LeaderElector
+from controlplane.kube.kinds import LEASE
+from controlplane.kube.leader import LeaderElector
 from tests.kube.conftest import wait_until
 
 TIMINGS = {"lease_duration": 1.0, "renew_deadline": 0.6, "retry_period": 0.1}

@@ -18,8 +18,8 @@ from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager
 from controlplane.identity.spiffe import spiffe_id
 from controlplane.identity.xds_auth import spiffe_ids_of_cert
-from controlplane.sources.kubeapi import KubeApi
-from controlplane.sources.provisioner import (
+from controlplane.kube.client import KubeApi
+from controlplane.kube.provisioner import (
     GatewayProvisioner,
     render_credentials_secret,
     render_gateway_infrastructure,

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from controlplane.api.registry import parse_object
-from controlplane.sources.kinds import ALL_KINDS
+from controlplane.kube.kinds import ALL_KINDS
 from tests.kube.conftest import Consumer
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"

@@ -12,7 +12,7 @@ import yaml
 from controlplane.cli import _in_kubernetes, _parser
 from controlplane.controller import Settings
 from controlplane.identity.xds_auth import node_id_for_gateway
-from controlplane.sources.kinds import GATEWAY, HTTPROUTE, XACCESSPOLICY
+from controlplane.kube.kinds import GATEWAY, HTTPROUTE, XACCESSPOLICY
 from tests.kube.fakeapi import FakeApiServer
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"

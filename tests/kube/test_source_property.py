@@ -13,8 +13,8 @@ import asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controlplane.sources.kinds import NAMESPACE, SERVICE
-from controlplane.sources.kubeapi import KubeApi
+from controlplane.kube.client import KubeApi
+from controlplane.kube.kinds import NAMESPACE, SERVICE
 from controlplane.sources.kubernetes import KubernetesSource
 from tests.kube.conftest import FAST, Consumer, fake_parse, obj, server_versions
 from tests.kube.fakeapi import FakeApiServer

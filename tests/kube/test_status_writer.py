@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from controlplane.sources.kinds import XACCESSPOLICY
-from controlplane.sources.leader import LeaderElector
-from controlplane.sources.status_writer import StatusWriter, merge_patch
+from controlplane.kube.kinds import XACCESSPOLICY
+from controlplane.kube.leader import LeaderElector
+from controlplane.kube.status_writer import StatusWriter, merge_patch
 from tests.kube.conftest import obj, wait_until
 
 ACCEPTED = {"conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted"}]}

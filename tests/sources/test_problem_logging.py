@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from controlplane.api.base import Problem
+from controlplane.api.changes import ChangeSet
 from controlplane.controller import MAX_PROBLEM_LINES, ControlPlane, Settings
-from controlplane.sources.base import ChangeSet
 
 
 def _problems(count: int, origin: str = "f.yaml") -> list[Problem]:

@@ -20,7 +20,7 @@ from controlplane.api.base import ResourceKey
 from controlplane.graph.explain import explain_gateway
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.request import Request
-from controlplane.graph.rules import service_account_spiffe_id
+from controlplane.identity.spiffe import spiffe_id
 from controlplane.sources.directory import DirectorySource
 from tests.support.mesh import LocalMesh
 
@@ -43,7 +43,7 @@ async def run_calls(mesh: LocalMesh, graph: AuthorizationGraph, table: Table) ->
                 else:
                     answer = await client.call_tool(tool, args)
                 seen = "deny" if answer.error is not None and answer.error.get("code") == 403 else "allow"
-                source = service_account_spiffe_id(graph.trust_domain, namespace, agent)
+                source = spiffe_id(graph.trust_domain, namespace, agent)
                 expected = explain_gateway(graph, GATEWAY, Request.build(
                     source=source, port=10443, path="/tools/mcp", mcp_method=method, tool=tool))
                 mismatches += seen != expected.decision

@@ -12,11 +12,11 @@ import pytest
 from controlplane import isolation
 from controlplane.api import regex
 from controlplane.api.base import ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import InvalidResource, parse_object
 from controlplane.graph import explain
 from controlplane.graph.request import Request
 from controlplane.graph.status import policy_status
-from controlplane.sources.base import ChangeSet
 from controlplane.translate.gateway import gateway_resources
 from controlplane.xds import resources as types
 from tests.translate.test_gateway_translation import QUICKSTART_GW, _secrets, quickstart_graph

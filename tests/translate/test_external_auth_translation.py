@@ -13,10 +13,10 @@ from pathlib import Path
 import yaml
 
 from controlplane.api.base import ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
 from controlplane.graph import fragments
 from controlplane.graph.model import AuthorizationGraph, build
-from controlplane.sources.base import ChangeSet
 from controlplane.sources.directory import DirectorySource
 from controlplane.translate.gateway import gateway_resources
 from controlplane.translate.rbac import fully_parsed

@@ -11,11 +11,11 @@ from pathlib import Path
 import yaml
 
 from controlplane.api.base import ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
 from controlplane.graph.model import AuthorizationGraph, build
 from controlplane.identity import sds
 from controlplane.identity.ca import CertificateAuthority
-from controlplane.sources.base import ChangeSet
 from controlplane.sources.directory import DirectorySource
 from controlplane.translate.gateway import Resource, gateway_resources
 from controlplane.translate.serialize import SerializingCache

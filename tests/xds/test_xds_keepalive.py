@@ -16,14 +16,14 @@ import pytest
 import yaml
 
 from controlplane.identity.ca import CertificateAuthority
-from controlplane.identity.files import write_identity
+from controlplane.identity.files import atomic_write, write_identity
 from controlplane.identity.xds_auth import (
     expected_spiffe_id,
     issue_proxy_identity,
     issue_server_identity,
     server_credentials,
 )
-from controlplane.translate.bootstrap import render_bootstrap, write_bootstrap
+from controlplane.translate.bootstrap import bootstrap_files, render_bootstrap
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.keepalive import XDS_KEEPALIVE, KeepalivePolicy
 from controlplane.xds.server import XdsServer, trust_node_id
@@ -63,9 +63,12 @@ async def _serve_envoy(tmp_path: Path, *, server_policy: KeepalivePolicy, envoy_
     server = XdsServer(cache=SnapshotCache(), authorize=trust_node_id, keepalive=server_policy)
     port = await server.start("127.0.0.1:0",
                               server_credentials(ca, server_identity=issue_server_identity(ca)))
-    path = write_bootstrap(tmp_path / "out", credentials_dir=creds, node_id=NODE, node_cluster="gw",
-                           xds_host="127.0.0.1", xds_port=port, admin_port=free_port(), trust_domain=TD,
-                           keepalive=envoy_policy)
+    bootstrap = bootstrap_files(tmp_path / "out", credentials_dir=creds, node_id=NODE, node_cluster="gw",
+                                xds_host="127.0.0.1", xds_port=port, admin_port=free_port(), trust_domain=TD,
+                                keepalive=envoy_policy)
+    for file, content in bootstrap.files.items():
+        atomic_write(file, content)
+    path = bootstrap.bootstrap_path
     try:
         with EnvoyProcess.start(write_config(yaml.safe_load(path.read_text()), tmp_path / "bootstrap.json"), log_level="warning") as envoy:
             await envoy.wait_until_async(lambda: _connected(envoy), "connected to the control plane")

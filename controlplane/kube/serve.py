@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 from controlplane.controller import ControlPlane, Settings
 from controlplane.identity.ca import CertificateAuthority
-from controlplane.identity.ca_secret import load_or_create_from_secret
-from controlplane.sources.cluster_sync import ClusterSync
-from controlplane.sources.kubeapi import KubeApi
+from controlplane.kube.ca_secret import load_or_create_from_secret
+from controlplane.kube.client import KubeApi
+from controlplane.kube.cluster_sync import ClusterSync
+from controlplane.kube.leader import LeaderElector
+from controlplane.kube.provisioner import GatewayProvisioner
 from controlplane.sources.kubernetes import KubernetesSource
-from controlplane.sources.leader import LeaderElector
-from controlplane.sources.provisioner import GatewayProvisioner
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from controlplane.api.base import ResourceKey
 from controlplane.api.gateway import OUR_CONTROLLER
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.status import all_statuses, managed_gateways
-from controlplane.sources.kubeapi import KubeApi
-from controlplane.sources.leader import LeaderElector
-from controlplane.sources.provisioner import GatewayProvisioner
-from controlplane.sources.status_writer import StatusWriter
+from controlplane.kube.client import KubeApi
+from controlplane.kube.leader import LeaderElector
+from controlplane.kube.provisioner import GatewayProvisioner
+from controlplane.kube.status_writer import StatusWriter
 
 log = logging.getLogger(__name__)
 DEBOUNCE_SECONDS = 0.1

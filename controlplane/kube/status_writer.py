@@ -13,8 +13,8 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from controlplane.sources.kinds import Kind, kind_named
-from controlplane.sources.kubeapi import ApiError, KubeApi
+from controlplane.kube.client import ApiError, KubeApi
+from controlplane.kube.kinds import Kind, kind_named
 
 log = logging.getLogger(__name__)
 

@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from controlplane.addresses import split_host_port
 from controlplane.api.base import ResourceKey
 from controlplane.api.gateway import Gateway
 from controlplane.identity.files import BUNDLE_FILE, CERT_FILE, KEY_FILE
@@ -54,8 +55,8 @@ from controlplane.identity.xds_auth import (
     node_id_for_gateway,
     proxy_identity_for_gateway,
 )
-from controlplane.sources.kinds import SERVICE, SERVICEACCOUNT, Kind
-from controlplane.sources.kubeapi import ApiError, KubeApi
+from controlplane.kube.client import ApiError, KubeApi
+from controlplane.kube.kinds import SERVICE, SERVICEACCOUNT, Kind
 from controlplane.translate.bootstrap import (
     BOOTSTRAP_FILE,
     BUNDLE_SDS_FILE,
@@ -63,7 +64,6 @@ from controlplane.translate.bootstrap import (
     ENVOY_FLAGS,
     render_bootstrap,
     render_sds_files,
-    split_host_port,
 )
 
 __all__ = [

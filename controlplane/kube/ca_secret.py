@@ -26,8 +26,8 @@ from controlplane.identity.ca import (
     CertificateAuthority,
     TrustDomainMismatch,
 )
-from controlplane.sources.kinds import Kind
-from controlplane.sources.kubeapi import ApiError, KubeApi
+from controlplane.kube.client import ApiError, KubeApi
+from controlplane.kube.kinds import Kind
 
 __all__ = ["DEFAULT_CA_SECRET", "SECRET", "ca_secret", "load_or_create_from_secret"]
 

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from controlplane.sources.kinds import LEASE
-from controlplane.sources.kubeapi import ApiError, KubeApi
+from controlplane.kube.client import ApiError, KubeApi
+from controlplane.kube.kinds import LEASE
 
 log = logging.getLogger(__name__)
 
