@@ -11,6 +11,7 @@ support or test-only packages. Every violation is listed in one message, so one 
 from __future__ import annotations
 
 import ast
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,6 +120,29 @@ def test_every_module_obeys_the_import_rule():
     problems = ([f"room: {v}" for v in room_violations(imports)] + [f"cycle: {c}" for c in cycles(imports)]
                 + [f"test support: {v}" for v in imports_of_test_support(imports)])
     assert not problems, f"{len(problems)} import rule violations:\n" + "\n".join(sorted(set(problems)))
+
+
+def test_helpers_are_imported_one_way():
+    """Tests import their helpers absolutely from the repo root (`from tests.xds.adsclient import ...`):
+    no relative imports, no bare sibling names that only work after pytest puts a folder on sys.path."""
+    tests = PACKAGE.parent / "tests"
+    siblings = {path.stem for path in tests.rglob("*.py") if importlib.util.find_spec(path.stem) is None}
+    found = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            where = f"{path.relative_to(tests.parent)}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.ImportFrom) and node.level:
+                found.append(f"{where} relative import")
+            found += [f"{where} bare import of {name}" for name in names if name.split(".")[0] in siblings]
+            if isinstance(node, ast.Attribute) and node.attr in ("insert", "append") and \
+                    isinstance(node.value, ast.Attribute) and node.value.attr == "path" and \
+                    getattr(node.value.value, "id", "") == "sys":
+                found.append(f"{where} changes sys.path")
+    missing = sorted(str(d.relative_to(tests.parent)) for d in [tests, *tests.rglob("*")]
+                     if d.is_dir() and any(d.glob("*.py")) and not (d / "__init__.py").exists())
+    assert not found and not missing, "\n".join(found + [f"{d} has no __init__.py" for d in missing])
 
 
 def test_the_checker_sees_violations_it_must_report(tmp_path):
