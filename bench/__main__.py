@@ -17,8 +17,8 @@ from controlplane.api.base import ResourceKey
 from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
 from controlplane.graph.model import build
-from controlplane.translate.gateway import gateway_resources
-from controlplane.translate.serialize import SerializingCache
+from controlplane.translate.roles.gateway import gateway_resources
+from controlplane.xds.serialize import SerializingCache
 
 CLASS = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "c"},
          "spec": {"controllerName": "sigs.k8s.io/kube-agentic-networking-controller"}}

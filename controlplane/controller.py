@@ -23,16 +23,18 @@ from controlplane.api.base import Problem, ResourceKey
 from controlplane.api.changes import ChangeSet
 from controlplane.api.gateway import OUR_CONTROLLER
 from controlplane.graph.model import AuthorizationGraph
+from controlplane.graph.view import gateway_view, managed_gateways
 from controlplane.identity import sds, xds_auth
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager
 from controlplane.logs import clip
 from controlplane.sources.base import Source
-from controlplane.translate.gateway import Resource, gateway_resources
-from controlplane.translate.serialize import SerializingCache
+from controlplane.translate.roles.gateway import resources_for
 from controlplane.xds import resources as types
 from controlplane.xds.cache import Snapshot, SnapshotCache
 from controlplane.xds.limits import DEFAULT_LIMITS, StreamLimits
+from controlplane.xds.resources import Resource
+from controlplane.xds.serialize import SerializingCache
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ class Publisher:
         self.published: dict[str, ResourceKey] = {}
         self.ready = False
         self.skipped = 0  # gateways a publish left alone because nothing they are built from changed
-        self._reach: dict[str, set[ResourceKey]] = {}
+        self._reads: dict[str, set[ResourceKey]] = {}  # per proxy: what its last translation read
         self._recent: dict[str, set[ResourceKey]] = {}  # per proxy: what changed in its last rebuild
         self._cache_keys: dict[str, set[str]] = {}
         registry = registry if registry is not None else CollectorRegistry()
@@ -77,36 +79,36 @@ class Publisher:
         self._gateways = Gauge("agentic_gateways", "Managed Gateways with a published config", registry=registry)
 
     def publish(self, changed: set[ResourceKey] | None = None) -> None:
-        """Rebuild the Gateways that `changed` (recomputed graph fragments) can affect; all when None."""
+        """Rebuild the Gateways whose translation read something in `changed` (recomputed graph
+        fragments), now or in their last build; all when None."""
         started = time.perf_counter()
         self.serializer.begin()
         wanted: dict[str, ResourceKey] = {}
-        for gateway in self.graph.of_kind("Gateway"):
-            node = self.graph.node(f"gateway:{gateway.key.ref}")
-            if not node or not node.get("managed"):
-                continue
-            node_id = xds_auth.node_id_for_gateway(gateway.namespace, gateway.name)
-            wanted[node_id] = gateway.key
-            reach = self.reach(gateway.key)
-            if changed is not None and self._untouched(node_id, reach, changed):
-                self.serializer.keep(self._cache_keys[node_id])
-                self.skipped += 1
-                continue
+        for key in managed_gateways(self.graph):
+            node_id = xds_auth.node_id_for_gateway(key.namespace, key.name)
+            wanted[node_id] = key
             try:
-                built, self._cache_keys[node_id] = self.serializer.get_tracked(self._resources(gateway.key))
+                view = gateway_view(self.graph, key)
+                reads = set(view.reads)
+                if changed is not None and self._untouched(node_id, reads, changed):
+                    self.serializer.keep(self._cache_keys[node_id])
+                    self.skipped += 1
+                    continue
+                built, self._cache_keys[node_id] = self.serializer.get_tracked(
+                    resources_for(view, secrets=self._secrets(key)))
             except Exception:  # a bug in one gateway's translation must not stop the others
-                log.exception("translation of %s failed; it keeps its last config", gateway.key)
+                log.exception("translation of %s failed; it keeps its last config", key)
                 self._failures.inc()
                 continue
-            self._reach[node_id] = reach
-            self._recent[node_id] = reach if changed is None else reach & changed
+            self._reads[node_id] = reads
+            self._recent[node_id] = reads if changed is None else reads & changed
             snapshot = Snapshot(built)
             if self.cache.get(node_id) != snapshot:
                 self.cache.set_snapshot(node_id, snapshot)
         self.serializer.end()
         for node_id in set(self.published) - set(wanted):
             self.cache.remove(node_id)
-            self._reach.pop(node_id, None)
+            self._reads.pop(node_id, None)
             self._recent.pop(node_id, None)
             self._cache_keys.pop(node_id, None)
         self.published = wanted
@@ -114,35 +116,19 @@ class Publisher:
         self._gateways.set(len(wanted))
         self._build_seconds.observe(time.perf_counter() - started)
 
-    def reach(self, gateway: ResourceKey) -> set[ResourceKey]:
-        """The resources whose graph fragments a Gateway's config is built from: itself, its routes, the
-        backends they send to, and the policies attached to any of these."""
-        graph = self.graph.graph
-        gid = f"gateway:{gateway.ref}"
-        keys, targets = {gateway}, [gid]
-        for _, lid, edge in graph.out_edges(gid, data=True):
-            for _, rid, data in graph.out_edges(lid, data=True) if edge["rel"] == "listener" else ():
-                keys.add(graph.nodes[rid]["route"])
-                for _, bid, bdata in graph.out_edges(rid, data=True):
-                    if bdata["rel"] == "backend":
-                        keys.add(graph.nodes[bid]["key"])
-                        targets.append(bid)
-        for target in targets:
-            keys |= {graph.nodes[pid]["key"] for pid, _, d in graph.in_edges(target, data=True)
-                     if d["rel"] == "attached"}
-        return keys
+    def reads(self, node_id: str) -> set[ResourceKey]:
+        """The objects the proxy's last published translation read (graph/view.py records them)."""
+        return set(self._reads.get(node_id, ()))
 
     def culprits(self, node_id: str, error: str) -> set[ResourceKey]:
         """The policies in a proxy's config that `error` (its NACK) most likely comes from."""
-        policies = [self.graph.get(k) for k in self._reach.get(node_id, ()) if k.kind == "XAccessPolicy"]
+        policies = [self.graph.get(k) for k in self._reads.get(node_id, ()) if k.kind == "XAccessPolicy"]
         return isolation.culprits(error, [p for p in policies if p is not None], self._recent.get(node_id, set()))
 
-    def _untouched(self, node_id: str, reach: set[ResourceKey], changed: set[ResourceKey]) -> bool:
-        previous = self._reach.get(node_id)
-        return previous is not None and self.cache.get(node_id) is not None and not (changed & (reach | previous))
-
-    def _resources(self, gateway: ResourceKey) -> list[Resource]:
-        return gateway_resources(self.graph, gateway, secrets=self._secrets(gateway))
+    def _untouched(self, node_id: str, reads: set[ResourceKey], changed: set[ResourceKey]) -> bool:
+        """Nothing changed that this build or the last one read (the last: what the proxy runs now)."""
+        previous = self._reads.get(node_id)
+        return previous is not None and self.cache.get(node_id) is not None and not (changed & (reads | previous))
 
     def _secrets(self, gateway: ResourceKey) -> list[Resource]:
         """The gateway's server certificate and the trust bundle, for its mTLS listeners (SDS)."""

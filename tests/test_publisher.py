@@ -11,7 +11,7 @@ from controlplane.controller import Publisher
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager
-from controlplane.translate import serialize
+from controlplane.xds import serialize
 from controlplane.xds.cache import SnapshotCache
 from tests.graph.test_incremental_graph import CLASS, _backend, _gateway, _policy, _route
 

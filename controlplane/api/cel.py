@@ -16,13 +16,9 @@ from typing import Any
 import celpy
 from celpy import celtypes
 
-ALLOWED_VARIABLES = ("request.mcp.tool_name", "request.path", "request.url_path", "request.method",
-                     "request.host", "request.headers", "request.time")
+from controlplane.api.cel_syntax import ALLOWED_VARIABLES, CELError, parse_condition
+
 _REQUEST_ATTR = re.compile(r"\brequest((?:\.[A-Za-z_][A-Za-z0-9_]*(?![A-Za-z0-9_]|\s*\())+)")
-
-
-class CELError(ValueError):
-    """An expression that does not compile or uses a variable outside the vocabulary."""
 
 
 @lru_cache(maxsize=1024)
@@ -43,10 +39,8 @@ def compile_expression(expression: str) -> celpy.Runner:
 
 def _check_enforceable(expression: str) -> None:
     """Refuse what Envoy cannot enforce (e.g. comprehension macros), so a policy fails admission with
-    InvalidCEL instead of failing its Gateway's translation later."""
-    from controlplane.api.cel_ast import compile_condition
-
-    compile_condition(expression)
+    InvalidCEL instead of failing its Gateway's translation later (the same walk builds its Envoy form)."""
+    parse_condition(expression)
 
 
 def evaluate(expression: str, request: Mapping[str, Any]) -> bool:

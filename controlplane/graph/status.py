@@ -28,6 +28,7 @@ from controlplane.api.agentic import GATEWAY_GROUP
 from controlplane.api.base import ResourceKey
 from controlplane.api.gateway import OUR_CONTROLLER, Gateway, HTTPRoute, Listener, ParentRef
 from controlplane.graph import fragments
+from controlplane.graph.listeners import listener_conflicts
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.routing import hostnames_intersect
 
@@ -222,7 +223,7 @@ def gateway_status(graph: AuthorizationGraph, gateway_key: ResourceKey, *,
     stamp = _timestamp(now)
 
     old_listeners = {ls.get("name"): ls for ls in previous.get("listeners") or [] if isinstance(ls, Mapping)}
-    conflicts = _listener_conflicts(gw.spec.listeners)
+    conflicts = listener_conflicts(gw.spec.listeners)
     listeners, valid = [], 0
     for listener in gw.spec.listeners:
         entry, ok = _listener_status(graph, gw, listener, conflicts.get(listener.name), programmed=programmed,
@@ -260,29 +261,6 @@ def gateway_status(graph: AuthorizationGraph, gateway_key: ResourceKey, *,
     status: dict[str, Any] = {"conditions": conditions.items, "listeners": listeners}
     status["addresses"] = normalize_addresses(addresses)
     return status
-
-
-def _listener_conflicts(listeners: list[Listener]) -> dict[str, tuple[str, str]]:
-    """Listener name -> (reason, message) for listeners that share a port incompatibly."""
-    by_port: dict[int, list[Listener]] = {}
-    for listener in listeners:
-        by_port.setdefault(listener.port, []).append(listener)
-    conflicts: dict[str, tuple[str, str]] = {}
-    for port, group in by_port.items():
-        if len({lst.protocol for lst in group}) > 1:
-            for lst in group:
-                conflicts[lst.name] = ("ProtocolConflict", f"port {port} is used with several protocols")
-            continue
-        hosts: dict[str | None, list[str]] = {}
-        for lst in group:
-            hosts.setdefault(lst.hostname, []).append(lst.name)
-        for hostname, names in hosts.items():
-            if len(names) > 1:
-                for name in names:
-                    message = (f"listeners {', '.join(names)} share port {port} and hostname "
-                               f"{hostname or '(any)'}")
-                    conflicts[name] = ("HostnameConflict", message)
-    return conflicts
 
 
 def _attached_routes(graph: AuthorizationGraph, gateway_key: ResourceKey, listener: str) -> int:

@@ -1,7 +1,7 @@
 """Backends -> Envoy clusters and ClusterLoadAssignments (proto3 JSON).
 
 In-cluster backends (an XBackend's `serviceName`, a Service backendRef) and the Services that
-ExternalAuth policies name as authorizers are EDS clusters fed from ready EndpointSlice addresses; a backend with no ready endpoint gets an explicit empty
+ExternalAuth policies name as authorizers (features/ext_authz.py) are EDS clusters fed from ready EndpointSlice addresses; a backend with no ready endpoint gets an explicit empty
 ClusterLoadAssignment, so that Envoy's cluster warms at once and answers 503 instead of waiting for
 the initial fetch timeout (for an authorizer: every request delegated to it is denied, fail closed).
 A gRPC authorizer's cluster speaks HTTP/2 to its upstream, which gRPC requires. An XBackend's `hostname` is a LOGICAL_DNS cluster with TLS origination:
@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from controlplane.graph.view import BackendRefView
+from controlplane.translate.context import ADS
+from controlplane.xds.resources import CLUSTER, ENDPOINT, Resource
+
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 UPSTREAM_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-ADS = {"ads": {}, "resourceApiVersion": "V3"}
 CONNECT_TIMEOUT = "5s"
 
 
@@ -28,9 +31,25 @@ def service_cluster_name(namespace: str, name: str, port: int) -> str:
     return f"service/{namespace}/{name}/{port}"
 
 
-def ext_authz_cluster_name(protocol: str, namespace: str, name: str, port: int | None) -> str:
-    """One cluster per authorizer Service port and protocol (a gRPC cluster needs HTTP/2, HTTP not)."""
-    return f"ext-authz/{protocol.lower()}/{namespace}/{name}/{port or 0}"
+def backend_cluster_name(ref: BackendRefView) -> str:
+    key = ref.backend.key
+    if ref.backend.is_mcp:
+        return xbackend_cluster_name(key.namespace, key.name)
+    return service_cluster_name(key.namespace, key.name, ref.port)
+
+
+def backend_clusters(ref: BackendRefView) -> list[Resource]:
+    """The cluster (and its endpoints, unless it resolves DNS itself) of one backend of a route."""
+    name, backend = backend_cluster_name(ref), ref.backend
+    if backend.is_mcp and backend.hostname:
+        return [Resource(CLUSTER, name, external_cluster(name, backend.hostname, backend.port))]
+    return eds(name, backend.endpoints if backend.is_mcp else backend.endpoints_on(ref.port))
+
+
+def eds(name: str, endpoints: tuple, *, http2: bool = False) -> list[Resource]:
+    """An EDS cluster and its ClusterLoadAssignment."""
+    return [Resource(CLUSTER, name, eds_cluster(name, http2=http2)),
+            Resource(ENDPOINT, name, load_assignment(name, endpoints))]
 
 
 def eds_cluster(name: str, *, http2: bool = False) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+from dataclasses import dataclass
 from typing import Any as _Any
 
 from controlplane.xds.wire import encode_any
@@ -24,6 +25,15 @@ SECRET = TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 #: Short names used in metric labels and logs. Unknown types map to "other" so label
 #: cardinality stays bounded whatever a client asks for.
 SHORT_NAMES = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds", SECRET: "sds"}
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One Envoy resource as translation builds it, before serialization (xds/serialize.py)."""
+
+    type_url: str
+    name: str
+    payload: _Any  # proto3 JSON dict, or an envoy-data-plane message
 
 
 def short_name(type_url: str) -> str:

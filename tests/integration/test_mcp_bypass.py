@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controlplane.translate.mcp import MAX_REQUEST_BODY_BYTES
+from controlplane.translate.features.mcp import MAX_REQUEST_BODY_BYTES
 from tests.support.mcp_client import BASE_HEADERS, INITIALIZE_PARAMS, tls_context
 from tests.support.mesh import QUICKSTART, LocalMesh
 from tests.support.processes import wait_until

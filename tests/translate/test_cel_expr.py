@@ -15,7 +15,8 @@ import pytest
 from envoy_data_plane.google.api.expr.v1alpha1 import Expr
 
 from controlplane.api.cel import CELError
-from controlplane.api.cel_ast import MCP_METADATA_NAMESPACE, compile_condition
+from controlplane.api.cel_syntax import MCP_METADATA_NAMESPACE
+from controlplane.translate.cel import compile_condition
 from tests.support.envoy import free_ports
 from tests.translate.cel_envoy import Listener, running_envoy, tools_call, validate, write_config
 

@@ -17,7 +17,7 @@ from controlplane.api.registry import InvalidResource, parse_object
 from controlplane.graph import explain
 from controlplane.graph.request import Request
 from controlplane.graph.status import policy_status
-from controlplane.translate.gateway import gateway_resources
+from controlplane.translate.roles.gateway import gateway_resources
 from controlplane.xds import resources as types
 from tests.translate.test_gateway_translation import QUICKSTART_GW, _secrets, quickstart_graph
 from tests.translate.translate_static import envoy_validate, static_bootstrap

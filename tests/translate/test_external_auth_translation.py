@@ -18,8 +18,8 @@ from controlplane.api.registry import parse_object
 from controlplane.graph import fragments
 from controlplane.graph.model import AuthorizationGraph, build
 from controlplane.sources.directory import DirectorySource
-from controlplane.translate.gateway import gateway_resources
-from controlplane.translate.rbac import fully_parsed
+from controlplane.translate.features.rbac import fully_parsed
+from controlplane.translate.roles.gateway import gateway_resources
 from controlplane.xds import resources as types
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,9 +17,10 @@ from controlplane.graph.model import AuthorizationGraph, build
 from controlplane.identity import sds
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.sources.directory import DirectorySource
-from controlplane.translate.gateway import Resource, gateway_resources
-from controlplane.translate.serialize import SerializingCache
+from controlplane.translate.roles.gateway import gateway_resources
 from controlplane.xds import resources as types
+from controlplane.xds.resources import Resource
+from controlplane.xds.serialize import SerializingCache
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART_GW = ResourceKey("Gateway", "quickstart", "agent-gateway")
@@ -81,7 +82,7 @@ def _gateway_api_graph() -> tuple[AuthorizationGraph, ResourceKey]:
 def test_route_configuration_assembled_from_parts_equals_whole_serialization():
     from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
 
-    from controlplane.translate.serialize import to_xds_resource
+    from controlplane.xds.serialize import to_xds_resource
 
     graph, key = _gateway_api_graph()
     for resources in (gateway_resources(quickstart_graph(), QUICKSTART_GW, secrets=[]),

@@ -32,8 +32,9 @@ from controlplane.graph.model import AuthorizationGraph
 from controlplane.identity import sds
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.sources.directory import DirectorySource
-from controlplane.translate.gateway import Resource, gateway_resources
+from controlplane.translate.roles.gateway import gateway_resources
 from controlplane.xds import resources as types
+from controlplane.xds.resources import Resource
 from tests.conftest import ROOT
 from tests.translate.translate_static import envoy_validate, static_bootstrap
 

@@ -7,9 +7,9 @@ reach no XBackend, and the `is_exceeding_limit` guard in every RBAC policy.
 
 from __future__ import annotations
 
-from controlplane.translate.gateway import gateway_resources
-from controlplane.translate.mcp import MAX_REQUEST_BODY_BYTES, MCP_FILTER
-from controlplane.translate.rbac import fully_parsed
+from controlplane.translate.features.mcp import MAX_REQUEST_BODY_BYTES, MCP_FILTER
+from controlplane.translate.features.rbac import fully_parsed
+from controlplane.translate.roles.gateway import gateway_resources
 from controlplane.xds import resources as types
 from tests.translate.test_gateway_translation import QUICKSTART_GW, _gateway_api_graph, quickstart_graph
 

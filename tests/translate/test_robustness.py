@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from controlplane.api.base import ResourceKey
 from controlplane.api.registry import InvalidResource, parse_object
 from controlplane.graph.model import build
-from controlplane.translate.gateway import gateway_resources
-from controlplane.translate.serialize import SerializingCache
+from controlplane.translate.roles.gateway import gateway_resources
+from controlplane.xds.serialize import SerializingCache
 from tests.graph.test_incremental_graph import GATEWAYS, NS, resources
 
 KINDS = [("agentic.networking.x-k8s.io/v1alpha1", "XAccessPolicy"), ("agentic.networking.x-k8s.io/v0alpha0",

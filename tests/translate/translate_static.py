@@ -10,8 +10,8 @@ import copy
 import subprocess
 from pathlib import Path
 
-from controlplane.translate.gateway import Resource
 from controlplane.xds import resources as types
+from controlplane.xds.resources import Resource
 from tests.support.envoy import validate, write_config
 
 

@@ -7,13 +7,15 @@ between same-named rules of different policies. The caller is the peer certifica
 are installed as shadow rules so that the access log can name the rule that allowed a request.
 
 Every policy also requires that the MCP filter parsed the whole body (no `is_exceeding_limit` marker,
-translate/mcp.py): a decision is never taken on a prefix of the message the server will run. Where
+features/mcp.py): a decision is never taken on a prefix of the message the server will run. Where
 the filter refuses such bodies itself (routes to XBackends) this never fires; it is the second lock.
 
-An ExternalAuth policy's rules say which requests are delegated to its authorizer. They become the
-shadow rules of a transparent RBAC (its real rules allow everything): a matching shadow rule only
-writes `<stat prefix>shadow_effective_policy_id` into the `envoy.filters.http.rbac` dynamic metadata,
-which is what switches the level's ext_authz filter on for that request (as upstream does).
+Where policy sits: every listener's chain has one empty (allow-all) RBAC filter per level, `rbac.gateway`
+and `rbac.backend`; the Allow policies of a Gateway (listener) arrive in each virtual host's
+`typed_per_filter_config`, those of an XBackend in each weighted cluster's, so a policy change is a route
+update and never drains a listener. A withheld policy (a proxy refused what it became) grants nothing;
+a withheld ExternalAuth policy can no longer be delegated, so its level denies everything. The rules
+translated here (`rule_policy`) also decide delegation for features/ext_authz.py.
 """
 
 from __future__ import annotations
@@ -26,9 +28,20 @@ from controlplane.api.agentic import (
     BaseProtocolOption,
     MCPMethod,
 )
-from controlplane.graph.request import BASE_EXACT_METHODS, BASE_PREFIX_METHODS
-from controlplane.graph.rules import ANY_SOURCE, NO_SOURCE, PolicyView, ResolvedRule
-from controlplane.translate.mcp import EXCEEDING_LIMIT_KEY, MCP_FILTER
+from controlplane.graph.view import (
+    ANY_SOURCE,
+    BASE_EXACT_METHODS,
+    BASE_PREFIX_METHODS,
+    NO_SOURCE,
+    BackendRefView,
+    ListenerView,
+    PolicyAttachment,
+    ResolvedRule,
+)
+from controlplane.translate.cel import compile_condition
+from controlplane.translate.context import BACKEND, GATEWAY, PortContext, ProxyContext
+from controlplane.translate.features.base import Feature
+from controlplane.translate.features.mcp import EXCEEDING_LIMIT_KEY, MCP_FILTER
 
 MCP_METADATA = MCP_FILTER
 RBAC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
@@ -38,7 +51,35 @@ SHADOW_POLICY_ID_KEY = "shadow_effective_policy_id"  # Envoy writes <shadow_rule
 DENY_ALL = {"@type": RBAC_PER_ROUTE_TYPE, "rbac": {"rules": {"action": "ALLOW", "policies": {}}}}
 
 
-def level_rbac(views: list[PolicyView], *, stat_prefix: str) -> dict | None:
+def rbac_filter(level: str) -> str:
+    return f"envoy.filters.http.rbac.{level}"
+
+
+class Rbac(Feature):
+    """The Allow policies of each level, as RBAC per virtual host (Gateway) and per weighted cluster (XBackend)."""
+
+    name = "rbac"
+
+    def http_filters(self, port: PortContext) -> list[dict]:
+        return [{"name": rbac_filter(level), "typedConfig": {"@type": RBAC_TYPE}} for level in (GATEWAY, BACKEND)]
+
+    def virtual_host_config(self, proxy: ProxyContext, listener: ListenerView) -> dict:
+        return level_config(listener.policies, GATEWAY)
+
+    def weighted_cluster_config(self, proxy: ProxyContext, backend: BackendRefView) -> dict:
+        return level_config(backend.backend.policies, BACKEND)
+
+
+def level_config(policies: tuple[PolicyAttachment, ...], level: str) -> dict:
+    """The level's RBAC filter config for one target's effective policies; {} where none applies."""
+    external = next((p for p in policies if p.action is Action.EXTERNAL_AUTH), None)  # admission: one per target
+    if external is not None and external.withheld:  # it cannot be delegated: deny everything it would see
+        return {rbac_filter(level): DENY_ALL}
+    rbac = level_rbac(policies, stat_prefix=f"{level}_")
+    return {rbac_filter(level): rbac} if rbac is not None else {}
+
+
+def level_rbac(views: tuple[PolicyAttachment, ...], *, stat_prefix: str) -> dict | None:
     """RBACPerRoute for one target's effective Allow policies; None where no Allow policy attaches."""
     allow_views = [view for view in views if view.action is Action.ALLOW]
     if not allow_views:
@@ -53,24 +94,11 @@ def level_rbac(views: list[PolicyView], *, stat_prefix: str) -> dict | None:
     return {"@type": RBAC_PER_ROUTE_TYPE, "rbac": rbac}
 
 
-def external_auth_rbac(view: PolicyView, *, stat_prefix: str) -> dict:
-    """RBACPerRoute that lets everything through and marks, via its shadow rules, what to delegate.
-
-    A policy without rules resolves to one any/any rule (it applies to all traffic)."""
-    policies = {rule.ref: rule_policy(rule) for rule in view.rules}
-    allow_all = {"action": "ALLOW", "policies": {"allow-all": {"permissions": [fully_parsed()], "principals": [ANY]}}}
-    rbac = {"rules": allow_all, "shadowRules": {"action": "ALLOW", "policies": policies},
-            "shadowRulesStatPrefix": stat_prefix}
-    return {"@type": RBAC_PER_ROUTE_TYPE, "rbac": rbac}
-
-
 def rule_policy(rule: ResolvedRule) -> dict:
     policy = {"permissions": [_and([fully_parsed(), permission(rule.authorization)])],
               "principals": [principal(rule.principal)]}
     auth = rule.authorization
     if auth is not None and auth.type is AuthorizationType.CEL:
-        from controlplane.api.cel_ast import compile_condition
-
         policy["condition"] = compile_condition(auth.cel.expression).to_dict()
     return policy
 

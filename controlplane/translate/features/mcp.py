@@ -15,7 +15,7 @@ whose root JSON object does not fit the limit, or is not JSON-RPC, a GET without
 `Accept: text/event-stream`, a DELETE without `Mcp-Session-Id`). A route that reaches no XBackend (only
 Gateway API Service backends, which may be ordinary HTTP services) gets `PASS_THROUGH` back per route
 (`McpOverride`), with the same limit; there, a body the filter could only partly parse carries
-`is_exceeding_limit`, and every RBAC level with an Allow policy denies it (translate/rbac.py).
+`is_exceeding_limit`, and every RBAC level with an Allow policy denies it (features/rbac.py).
 
 The limit, 1 MiB: tool calls carry arguments (documents, code, prompts), often well past 8 KiB, rarely
 past a few hundred KiB; Envoy buffers up to the limit per request in flight, so it must stay bounded
@@ -23,6 +23,10 @@ past a few hundred KiB; Envoy buffers up to the limit per request in flight, so 
 """
 
 from __future__ import annotations
+
+from controlplane.graph.view import RouteRuleView
+from controlplane.translate.context import PortContext, ProxyContext
+from controlplane.translate.features.base import Feature
 
 MCP_FILTER = "envoy.filters.http.mcp"
 MCP_TYPE = "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp"
@@ -41,3 +45,17 @@ def pass_through_override() -> dict:
     """Per-route override for a route that reaches no MCP backend: non-MCP traffic is proxied."""
     return {"@type": MCP_OVERRIDE_TYPE, "trafficMode": "PASS_THROUGH",
             "maxRequestBodySize": MAX_REQUEST_BODY_BYTES}
+
+
+class Mcp(Feature):
+    """The MCP filter first in every chain; PASS_THROUGH back on routes that reach no MCP server."""
+
+    name = "mcp"
+
+    def http_filters(self, port: PortContext) -> list[dict]:
+        return [{"name": MCP_FILTER, "typedConfig": mcp_filter_config()}]
+
+    def route_config(self, proxy: ProxyContext, rule: RouteRuleView) -> dict:
+        if any(ref.backend.is_mcp for ref in rule.backends):
+            return {}
+        return {MCP_FILTER: pass_through_override()}  # redirects and Service backends: not necessarily MCP

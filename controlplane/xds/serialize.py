@@ -18,9 +18,8 @@ import hashlib
 import json
 from typing import Any
 
-from controlplane.translate.gateway import Resource
 from controlplane.xds import resources as types
-from controlplane.xds.resources import XdsResource, message_class
+from controlplane.xds.resources import Resource, XdsResource, message_class
 from controlplane.xds.wire import len_field
 
 VIRTUAL_HOSTS_FIELD = 2  # envoy.config.route.v3.RouteConfiguration.virtual_hosts

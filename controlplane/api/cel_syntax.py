@@ -1,4 +1,4 @@
-"""CEL policy expressions → the parsed-expression AST that Envoy's RBAC filter evaluates.
+"""CEL policy expressions as the checked syntax tree Envoy's RBAC filter will evaluate, without Envoy types.
 
 Why this exists: an ``XAccessPolicy`` rule of type ``CEL`` is enforced by Envoy itself, through
 ``envoy.config.rbac.v3.Policy.condition``, which takes a *parsed* CEL AST
@@ -8,7 +8,11 @@ cel-go's parser emits: operators as calls to ``_&&_``, ``_==_``, ``@in``, ``_[_]
 ``target``, ``has()`` as a test-only select, and the ``all``/``exists``/``exists_one``/``map``/``filter``
 macros expanded into comprehensions.
 
-On the way the policy vocabulary (``controlplane.api.cel.ALLOWED_VARIABLES``) is mapped onto Envoy 1.40:
+The nodes are plain ``CelNode``s named after the ``Expr`` fields they become; translate/cel.py turns them
+into Envoy messages. Admission (api/cel.py) runs the same walk, so a policy Envoy could not enforce fails
+admission with the same message the translation would raise, and ``api`` never builds Envoy messages.
+
+On the way the policy vocabulary (``ALLOWED_VARIABLES``) is mapped onto Envoy 1.40:
 ``request.mcp.tool_name`` reads the MCP filter's dynamic metadata
 (``metadata.filter_metadata['envoy.filters.http.mcp'].params.name``); ``request.path``, ``url_path``,
 ``method``, ``host``, ``headers`` and ``time`` are Envoy's own request attributes and pass through; any other
@@ -19,26 +23,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import celpy
 import lark
-from envoy_data_plane.google.api.expr.v1alpha1 import (
-    Constant,
-    Expr,
-    ExprCall,
-    ExprComprehension,
-    ExprCreateList,
-    ExprCreateStruct,
-    ExprCreateStructEntry,
-    ExprIdent,
-    ExprSelect,
-)
-from envoy_data_plane.google.protobuf import NullValue
 
-from controlplane.api.cel import ALLOWED_VARIABLES, CELError
-
-__all__ = ["MCP_METADATA_NAMESPACE", "CELError", "compile_condition"]
-
+ALLOWED_VARIABLES = ("request.mcp.tool_name", "request.path", "request.url_path", "request.method",
+                     "request.host", "request.headers", "request.time")
 MCP_METADATA_NAMESPACE = "envoy.filters.http.mcp"
 ACCUMULATOR = "@result"  # cel-go's accumulator name in macro comprehensions
 PASS_THROUGH = frozenset({"path", "url_path", "method", "host", "headers", "time"})
@@ -56,10 +48,25 @@ _INT64 = (-(2**63), 2**63 - 1)
 _ESCAPES = re.compile(r"""\\(?:(?P<simple>[abfnrtv"'`?\\])|(?P<octal>[0-3][0-7]{2})|x(?P<hex>[0-9a-fA-F]{2})"""
                       r"|(?P<uni>u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8})|.)", re.DOTALL)
 _SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+NULL = "NULL_VALUE"  # the `null_value` of a null literal
 
 
-def compile_condition(expression: str, *, allow_comprehensions: bool = False) -> Expr:
-    """Parse a policy's CEL expression into the ``Expr`` for ``Policy.condition``; CELError if unusable.
+class CELError(ValueError):
+    """An expression that does not compile or uses a variable outside the vocabulary."""
+
+
+@dataclass
+class CelNode:
+    """One node: `kind` is the `Expr` field it fills (`call_expr`, `ident_expr`, `select_expr`, `const_expr`,
+    `list_expr`, `struct_expr`, `comprehension_expr`) or `entry` (a map entry); `fields` are that message's."""
+
+    kind: str
+    id: int
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_condition(expression: str, *, allow_comprehensions: bool = False) -> CelNode:
+    """Parse a policy's CEL expression into the tree for ``Policy.condition``; CELError if unusable.
 
     The ``all``/``exists``/``exists_one``/``map``/``filter`` macros expand to comprehensions, which Envoy
     1.40 refuses at config load ("Comprehension support is disabled"; no ``cel_config`` knob turns them
@@ -85,7 +92,7 @@ class _Builder:
 
     # -- dispatch -------------------------------------------------------------------------------------------
 
-    def build(self, tree: lark.Tree) -> Expr:
+    def build(self, tree: lark.Tree) -> CelNode:
         tree = _unwrap(tree)
         if tree.data in ("conditionalor", "conditionaland"):
             return self.call("_||_" if tree.data == "conditionalor" else "_&&_", None, tree.children)
@@ -95,67 +102,67 @@ class _Builder:
             return self.call(_UNARY[tree.children[0].data], None, tree.children[1:])
         if tree.data == "expr":
             return self.call("_?_:_", None, tree.children)
-        handler: Callable[[lark.Tree], Expr] | None = getattr(self, f"_{tree.data}", None)
+        handler: Callable[[lark.Tree], CelNode] | None = getattr(self, f"_{tree.data}", None)
         if handler is None:
             raise CELError(f"unsupported CEL construct {tree.data!r}")
         return handler(tree)
 
     # -- node constructors ------------------------------------------------------------------------------------
 
-    def call(self, function: str, target: lark.Tree | None, args: list) -> Expr:
+    def call(self, function: str, target: lark.Tree | None, args: list) -> CelNode:
         """A call node; `target` and `args` are Lark trees or zero-argument builders (so ids stay pre-order)."""
         node_id = self.next_id()
         target_expr = self._as_expr(target) if target is not None else None
-        return Expr(id=node_id, call_expr=ExprCall(target=target_expr, function=function,
-                                                   args=[self._as_expr(a) for a in args]))
+        return CelNode("call_expr", node_id, {"target": target_expr, "function": function,
+                                              "args": [self._as_expr(a) for a in args]})
 
-    def ident(self, name: str) -> Expr:
-        return Expr(id=self.next_id(), ident_expr=ExprIdent(name=name))
+    def ident(self, name: str) -> CelNode:
+        return CelNode("ident_expr", self.next_id(), {"name": name})
 
-    def select(self, operand: Callable[[], Expr], field: str) -> Expr:
+    def select(self, operand: Callable[[], CelNode], field: str) -> CelNode:
         node_id = self.next_id()
-        return Expr(id=node_id, select_expr=ExprSelect(operand=operand(), field=field))
+        return CelNode("select_expr", node_id, {"operand": operand(), "field": field})
 
-    def const(self, **value) -> Expr:
-        return Expr(id=self.next_id(), const_expr=Constant(**value))
+    def const(self, **value) -> CelNode:
+        return CelNode("const_expr", self.next_id(), value)
 
-    def _as_expr(self, node: lark.Tree | Callable[[], Expr]) -> Expr:
+    def _as_expr(self, node: lark.Tree | Callable[[], CelNode]) -> CelNode:
         return self.build(node) if isinstance(node, lark.Tree) else node()
 
     # -- grammar rules ----------------------------------------------------------------------------------------
 
-    def _binary(self, tree: lark.Tree) -> Expr:
+    def _binary(self, tree: lark.Tree) -> CelNode:
         op_tree, right = tree.children
         left = op_tree.children[0]
         return self.call(_BINARY[op_tree.data], None, [left, right])
 
-    def _literal(self, tree: lark.Tree) -> Expr:
+    def _literal(self, tree: lark.Tree) -> CelNode:
         token = tree.children[0]
         return self.const(**_constant(token))
 
-    def _ident(self, tree: lark.Tree) -> Expr:
+    def _ident(self, tree: lark.Tree) -> CelNode:
         name = str(tree.children[0])
         if name == "request":
             raise CELError("'request' must be followed by one of its attributes: " + _vocabulary())
         return self.ident(name)
 
-    def _dot_ident(self, tree: lark.Tree) -> Expr:
+    def _dot_ident(self, tree: lark.Tree) -> CelNode:
         name = str(tree.children[0])
         if name == "request":
             raise CELError("'.request' is not allowed; use " + _vocabulary())
         return self.ident("." + name)
 
-    def _member_dot(self, tree: lark.Tree) -> Expr:
+    def _member_dot(self, tree: lark.Tree) -> CelNode:
         path = _qualified_name(tree)
         if path and path[0].lstrip(".") == "request":
             return self._request_attribute(path)
         member, field = tree.children
         return self.select(lambda: self.build(member), str(field))
 
-    def _member_index(self, tree: lark.Tree) -> Expr:
+    def _member_index(self, tree: lark.Tree) -> CelNode:
         return self.call("_[_]", None, tree.children)
 
-    def _member_dot_arg(self, tree: lark.Tree) -> Expr:
+    def _member_dot_arg(self, tree: lark.Tree) -> CelNode:
         member, name, *rest = tree.children
         args = _exprlist(rest)
         macro = _RECEIVER_MACROS.get((str(name), len(args)))
@@ -166,37 +173,37 @@ class _Builder:
             return macro(self, member, args)
         return self.call(str(name), member, args)
 
-    def _ident_arg(self, tree: lark.Tree) -> Expr:
+    def _ident_arg(self, tree: lark.Tree) -> CelNode:
         name, *rest = tree.children
         args = _exprlist(rest)
         if str(name) == "has" and len(args) == 1:
             return self._has(args[0])
         return self.call(str(name), None, args)
 
-    def _dot_ident_arg(self, tree: lark.Tree) -> Expr:
+    def _dot_ident_arg(self, tree: lark.Tree) -> CelNode:
         name, *rest = tree.children
         return self.call("." + str(name), None, _exprlist(rest))
 
-    def _list_lit(self, tree: lark.Tree) -> Expr:
+    def _list_lit(self, tree: lark.Tree) -> CelNode:
         node_id = self.next_id()
-        return Expr(id=node_id, list_expr=ExprCreateList(elements=[self.build(e) for e in _exprlist(tree.children)]))
+        return CelNode("list_expr", node_id, {"elements": [self.build(e) for e in _exprlist(tree.children)]})
 
-    def _map_lit(self, tree: lark.Tree) -> Expr:
+    def _map_lit(self, tree: lark.Tree) -> CelNode:
         node_id = self.next_id()
         items = tree.children[0].children if tree.children else []
         entries = [self._map_entry(k, v) for k, v in zip(items[::2], items[1::2], strict=True)]
-        return Expr(id=node_id, struct_expr=ExprCreateStruct(entries=entries))
+        return CelNode("struct_expr", node_id, {"entries": entries})
 
-    def _map_entry(self, key: lark.Tree, value: lark.Tree) -> ExprCreateStructEntry:
+    def _map_entry(self, key: lark.Tree, value: lark.Tree) -> CelNode:
         entry_id = self.next_id()
-        return ExprCreateStructEntry(id=entry_id, map_key=self.build(key), value=self.build(value))
+        return CelNode("entry", entry_id, {"map_key": self.build(key), "value": self.build(value)})
 
-    def _member_object(self, tree: lark.Tree) -> Expr:
+    def _member_object(self, tree: lark.Tree) -> CelNode:
         raise CELError("message construction (Type{field: ...}) is not supported in enforcement")
 
     # -- vocabulary -------------------------------------------------------------------------------------------
 
-    def _request_attribute(self, path: list[str]) -> Expr:
+    def _request_attribute(self, path: list[str]) -> CelNode:
         """`request.<attr>[.more]`: map the vocabulary onto Envoy's attributes, refuse everything else."""
         if path[0] != "request":
             raise CELError("'.request' is not allowed; use " + _vocabulary())
@@ -207,14 +214,14 @@ class _Builder:
         attribute = ".".join(path[:3] if path[1:2] == ["mcp"] else path[:2])
         raise CELError(f"unsupported variable {attribute!r}; allowed: {_vocabulary()}")
 
-    def _selects(self, base: Callable[[], Expr], fields: list[str]) -> Expr:
+    def _selects(self, base: Callable[[], CelNode], fields: list[str]) -> CelNode:
         if not fields:
             return base()
         return self.select(lambda: self._selects(base, fields[:-1]), fields[-1])
 
-    def _mcp_tool_name(self) -> Expr:
+    def _mcp_tool_name(self) -> CelNode:
         """metadata.filter_metadata['envoy.filters.http.mcp'].params.name"""
-        def namespace() -> Expr:
+        def namespace() -> CelNode:
             return self.call("_[_]", None, [
                 lambda: self.select(lambda: self.ident("metadata"), "filter_metadata"),
                 lambda: self.const(string_value=MCP_METADATA_NAMESPACE),
@@ -223,45 +230,45 @@ class _Builder:
 
     # -- macros -----------------------------------------------------------------------------------------------
 
-    def _has(self, arg: lark.Tree) -> Expr:
+    def _has(self, arg: lark.Tree) -> CelNode:
         expr = self.build(arg)
-        if expr.select_expr is None:
+        if expr.kind != "select_expr":
             raise CELError("invalid argument to has() macro: it must be a field selection such as has(a.b)")
-        expr.select_expr.test_only = True
+        expr.fields["test_only"] = True
         return expr
 
-    def _comprehension(self, target: lark.Tree, var: lark.Tree, init: Callable[[], Expr],
-                       condition: Callable[[], Expr], step: Callable[[], Expr],
-                       result: Callable[[], Expr]) -> Expr:
+    def _comprehension(self, target: lark.Tree, var: lark.Tree, init: Callable[[], CelNode],
+                       condition: Callable[[], CelNode], step: Callable[[], CelNode],
+                       result: Callable[[], CelNode]) -> CelNode:
         node_id = self.next_id()
-        return Expr(id=node_id, comprehension_expr=ExprComprehension(
-            iter_var=_simple_name(var), iter_range=self.build(target), accu_var=ACCUMULATOR,
-            accu_init=init(), loop_condition=condition(), loop_step=step(), result=result()))
+        return CelNode("comprehension_expr", node_id, {
+            "iter_var": _simple_name(var), "iter_range": self.build(target), "accu_var": ACCUMULATOR,
+            "accu_init": init(), "loop_condition": condition(), "loop_step": step(), "result": result()})
 
-    def _accu(self) -> Expr:
+    def _accu(self) -> CelNode:
         return self.ident(ACCUMULATOR)
 
-    def _not_strictly_false(self, arg: Callable[[], Expr]) -> Expr:
+    def _not_strictly_false(self, arg: Callable[[], CelNode]) -> CelNode:
         return self.call("@not_strictly_false", None, [arg])
 
-    def _macro_all(self, target: lark.Tree, args: list) -> Expr:
+    def _macro_all(self, target: lark.Tree, args: list) -> CelNode:
         var, predicate = args
         return self._comprehension(
             target, var, lambda: self.const(bool_value=True),
             lambda: self._not_strictly_false(self._accu),
             lambda: self.call("_&&_", None, [self._accu, predicate]), self._accu)
 
-    def _macro_exists(self, target: lark.Tree, args: list) -> Expr:
+    def _macro_exists(self, target: lark.Tree, args: list) -> CelNode:
         var, predicate = args
         return self._comprehension(
             target, var, lambda: self.const(bool_value=False),
             lambda: self._not_strictly_false(lambda: self.call("!_", None, [self._accu])),
             lambda: self.call("_||_", None, [self._accu, predicate]), self._accu)
 
-    def _macro_exists_one(self, target: lark.Tree, args: list) -> Expr:
+    def _macro_exists_one(self, target: lark.Tree, args: list) -> CelNode:
         var, predicate = args
 
-        def increment() -> Expr:
+        def increment() -> CelNode:
             return self.call("_+_", None, [self._accu, lambda: self.const(int64_value=1)])
 
         return self._comprehension(
@@ -269,35 +276,35 @@ class _Builder:
             lambda: self.call("_?_:_", None, [predicate, increment, self._accu]),
             lambda: self.call("_==_", None, [self._accu, lambda: self.const(int64_value=1)]))
 
-    def _macro_map(self, target: lark.Tree, args: list) -> Expr:
+    def _macro_map(self, target: lark.Tree, args: list) -> CelNode:
         var, *predicate, transform = args
         return self._append_loop(target, var, predicate[0] if predicate else None, transform)
 
-    def _macro_filter(self, target: lark.Tree, args: list) -> Expr:
+    def _macro_filter(self, target: lark.Tree, args: list) -> CelNode:
         var, predicate = args
         return self._append_loop(target, var, predicate, var)
 
     def _append_loop(self, target: lark.Tree, var: lark.Tree, predicate: lark.Tree | None,
-                     element: lark.Tree) -> Expr:
+                     element: lark.Tree) -> CelNode:
         """`map`/`filter`: accumulate `[element]` for each item (that satisfies `predicate`, if any)."""
-        def append() -> Expr:
+        def append() -> CelNode:
             return self.call("_+_", None, [self._accu, lambda: self._list_of(element)])
 
-        def step() -> Expr:
+        def step() -> CelNode:
             if predicate is None:
                 return append()
             return self.call("_?_:_", None, [predicate, append, self._accu])
 
         return self._comprehension(
-            target, var, lambda: Expr(id=self.next_id(), list_expr=ExprCreateList()),
+            target, var, lambda: CelNode("list_expr", self.next_id()),
             lambda: self.const(bool_value=True), step, self._accu)
 
-    def _list_of(self, element: lark.Tree) -> Expr:
+    def _list_of(self, element: lark.Tree) -> CelNode:
         node_id = self.next_id()
-        return Expr(id=node_id, list_expr=ExprCreateList(elements=[self.build(element)]))
+        return CelNode("list_expr", node_id, {"elements": [self.build(element)]})
 
 
-_RECEIVER_MACROS: dict[tuple[str, int], Callable[[_Builder, lark.Tree, list], Expr]] = {
+_RECEIVER_MACROS: dict[tuple[str, int], Callable[[_Builder, lark.Tree, list], CelNode]] = {
     ("all", 2): _Builder._macro_all,
     ("exists", 2): _Builder._macro_exists,
     ("exists_one", 2): _Builder._macro_exists_one,
@@ -357,7 +364,7 @@ def _constant(token: lark.Token) -> dict:
     if kind == "BOOL_LIT":
         return {"bool_value": text == "true"}
     if kind == "NULL_LIT":
-        return {"null_value": NullValue.NULL_VALUE}
+        return {"null_value": NULL}
     raise CELError(f"unsupported literal {text!r}")
 
 

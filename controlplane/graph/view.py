@@ -1,0 +1,217 @@
+"""The typed view translation reads: one Gateway as small frozen dataclasses, and the objects it was built from.
+
+Why: translation (controlplane/translate) must not know the graph's node ids, edge names or attribute
+dicts; it reads only this view. And since the view is all translation can see, the set of objects the
+view read (`GatewayView.reads`) is exactly what a proxy's config depends on: the controller republishes a
+proxy only when a change touched one of them, so that set cannot drift from translation.
+
+The view leaves out what status reports as not programmable: listeners of protocols other than HTTP and
+HTTPS, and conflicted listeners (graph/listeners.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from controlplane.api.agentic import Action, ExternalAuth
+from controlplane.api.base import ResourceKey
+from controlplane.api.gateway import Gateway, RouteFilter, RouteMatch
+from controlplane.graph import fragments
+from controlplane.graph.admission import seniority
+from controlplane.graph.listeners import listener_conflicts
+from controlplane.graph.model import AuthorizationGraph
+from controlplane.graph.request import BASE_EXACT_METHODS, BASE_PREFIX_METHODS
+from controlplane.graph.routing import match_precedence, route_age
+from controlplane.graph.rules import ANY_SOURCE, NO_SOURCE, ResolvedRule
+
+__all__ = [
+    "ANY_SOURCE", "BASE_EXACT_METHODS", "BASE_PREFIX_METHODS", "NO_SOURCE", "AuthorizationGraph", "AuthorizerView",
+    "BackendRefView", "BackendView", "GatewayView", "ListenerView", "PolicyAttachment", "ResolvedRule",
+    "RouteAttachment", "RouteRuleView", "gateway_view", "managed_gateways",
+]
+
+HTTP_PROTOCOLS = {"HTTP": False, "HTTPS": True}  # protocol -> terminates TLS
+
+
+@dataclass(frozen=True)
+class AuthorizerView:
+    """The Service an ExternalAuth policy delegates to, and its ready endpoints (none: fail closed)."""
+
+    protocol: str  # "GRPC" or "HTTP"
+    namespace: str
+    name: str
+    port: int | None
+    endpoints: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class PolicyAttachment:
+    """An effective XAccessPolicy on one target, as enforcement needs it."""
+
+    key: ResourceKey
+    action: Action
+    rules: tuple[ResolvedRule, ...]
+    external_auth: ExternalAuth | None = None
+    authorizer: AuthorizerView | None = None  # set for an ExternalAuth policy
+    withheld: str | None = None  # why its rules are withheld (a proxy refused its config); None = in force
+
+
+@dataclass(frozen=True)
+class BackendView:
+    """An XBackend (an MCP server: `is_mcp`) or a Service that a route sends traffic to."""
+
+    key: ResourceKey
+    is_mcp: bool
+    hostname: str | None = None  # an XBackend outside the cluster
+    port: int | None = None  # an XBackend's port
+    endpoints: tuple[tuple[str, int], ...] = ()  # an in-cluster XBackend's ready endpoints
+    service_endpoints: tuple[tuple[int, tuple[tuple[str, int], ...]], ...] = ()  # a Service's, per port
+    policies: tuple[PolicyAttachment, ...] = ()
+
+    def endpoints_on(self, port: int | None) -> tuple[tuple[str, int], ...]:
+        """A Service backend's ready endpoints for one of its ports."""
+        return dict(self.service_endpoints).get(port, ())
+
+
+@dataclass(frozen=True)
+class BackendRefView:
+    backend: BackendView
+    port: int | None
+    weight: int
+
+
+@dataclass(frozen=True)
+class RouteRuleView:
+    """One rule of an HTTPRoute."""
+
+    name: str  # <namespace>/<route>/<rule index>
+    route: ResourceKey
+    rule: int
+    created: datetime | None
+    matches: tuple[RouteMatch, ...]
+    filters: tuple[RouteFilter, ...]
+    backends: tuple[BackendRefView, ...]
+
+    def match_order(self, match_index: int) -> tuple:
+        """The position of one of its matches among all on a listener (Gateway API precedence)."""
+        return (match_precedence(self.matches[match_index]), route_age(self.created), self.route, self.rule,
+                match_index)
+
+
+@dataclass(frozen=True)
+class RouteAttachment:
+    rule: RouteRuleView
+    hostnames: tuple[str, ...]  # () means any
+
+
+@dataclass(frozen=True)
+class ListenerView:
+    name: str
+    port: int
+    tls: bool
+    routes: tuple[RouteAttachment, ...]
+    policies: tuple[PolicyAttachment, ...]  # the Gateway's policies that apply on this listener
+
+
+@dataclass(frozen=True)
+class GatewayView:
+    key: ResourceKey
+    listeners: tuple[ListenerView, ...]  # programmable ones, by name
+    reads: frozenset[ResourceKey] = field(default=frozenset(), compare=False)
+
+
+def managed_gateways(graph: AuthorizationGraph) -> list[ResourceKey]:
+    """The Gateways of a class this control plane manages."""
+    return [gw.key for gw in graph.of_kind("Gateway") if _managed(graph, gw.key)]
+
+
+def gateway_view(graph: AuthorizationGraph, key: ResourceKey) -> GatewayView | None:
+    """One managed Gateway as translation sees it; None when it is missing or not ours."""
+    if not _managed(graph, key):
+        return None
+    return _Reader(graph).gateway(key)
+
+
+def _managed(graph: AuthorizationGraph, key: ResourceKey) -> bool:
+    node = graph.node(fragments.gateway_node(key))
+    return node is not None and not node.get("missing") and bool(node.get("managed"))
+
+
+class _Reader:
+    """Builds one GatewayView, recording every object it reads."""
+
+    def __init__(self, graph: AuthorizationGraph):
+        self._graph = graph
+        self._nx = graph.graph
+        self.reads: set[ResourceKey] = set()
+        self._backends: dict[str, BackendView] = {}
+
+    def gateway(self, key: ResourceKey) -> GatewayView:
+        self.reads.add(key)
+        gid = fragments.gateway_node(key)
+        gateway = self._graph.get(key)
+        conflicts = listener_conflicts(gateway.spec.listeners) if isinstance(gateway, Gateway) else {}
+        listeners = []
+        for _, lid, data in self._nx.out_edges(gid, data=True):
+            attrs = self._nx.nodes[lid]
+            if data["rel"] == "listener" and attrs["protocol"] in HTTP_PROTOCOLS and attrs["name"] not in conflicts:
+                listeners.append(self._listener(gid, lid, attrs))
+        listeners.sort(key=lambda lst: lst.name)
+        return GatewayView(key, tuple(listeners), frozenset(self.reads))
+
+    def _listener(self, gid: str, lid: str, attrs: dict) -> ListenerView:
+        routes = tuple(RouteAttachment(self._rule(rid), tuple(data["hostnames"]))
+                       for _, rid, data in self._nx.out_edges(lid, data=True) if data["rel"] == "route")
+        return ListenerView(attrs["name"], attrs["port"], HTTP_PROTOCOLS[attrs["protocol"]], routes,
+                            self._policies(gid, attrs["name"]))
+
+    def _rule(self, rid: str) -> RouteRuleView:
+        node = self._nx.nodes[rid]
+        self.reads.add(node["route"])
+        edges = sorted(self._nx.out_edges(rid, data=True), key=lambda e: e[1])
+        backends = tuple(BackendRefView(self._backend(bid), data["port"], data["weight"])
+                         for _, bid, data in edges if data["rel"] == "backend")
+        return RouteRuleView(rid.removeprefix("route:"), node["route"], node["rule"], node["created"],
+                             tuple(node["matches"]), tuple(node["filters"]), backends)
+
+    def _backend(self, bid: str) -> BackendView:
+        if bid not in self._backends:
+            node = self._nx.nodes[bid]
+            self.reads.add(node["key"])
+            if node["kind"] == "XBackend":
+                view = BackendView(node["key"], True, hostname=node["hostname"], port=node["port"],
+                                   endpoints=tuple(node["endpoints"]), policies=self._policies(bid, None))
+            else:
+                view = BackendView(node["key"], False, service_endpoints=tuple(node["endpoints"]),
+                                   policies=self._policies(bid, None))
+            self._backends[bid] = view
+        return self._backends[bid]
+
+    def _policies(self, target: str, listener: str | None) -> tuple[PolicyAttachment, ...]:
+        """Effective policies attached to a target, oldest first (a Gateway policy may name one listener).
+
+        Every attached policy is read, effective or not: becoming effective is a change."""
+        found = {}
+        for pid, _, data in self._nx.in_edges(target, data=True):
+            if data["rel"] != "attached":
+                continue
+            node = self._nx.nodes[pid]
+            self.reads.add(node["key"])
+            if not node.get("effective"):
+                continue
+            view = node["view"]
+            if listener is not None and view.section_names and listener not in view.section_names:
+                continue
+            found[view.key] = _attachment(view, node)
+        return tuple(sorted(found.values(), key=lambda a: seniority(self._graph.get(a.key))))
+
+
+def _attachment(view, node: dict) -> PolicyAttachment:
+    authorizer = None
+    auth = view.external_auth
+    if view.action is Action.EXTERNAL_AUTH and auth is not None:
+        ref = auth.backend_ref
+        authorizer = AuthorizerView(auth.protocol, ref.namespace or view.key.namespace, ref.name, ref.port,
+                                    tuple(node["ext_auth_endpoints"]))
+    return PolicyAttachment(view.key, view.action, view.rules, auth, authorizer, view.withheld)

@@ -1,0 +1,37 @@
+"""What the translation of one proxy is given: the proxy's view and secrets, and the port being built.
+
+Shared by the builders (listener.py, route_config.py, roles/) and every feature's hooks (features/).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controlplane.graph.view import GatewayView, ListenerView
+from controlplane.xds.resources import Resource
+
+ADS = {"ads": {}, "resourceApiVersion": "V3"}  # every dependent resource comes over the one ADS stream
+GATEWAY, BACKEND = "gateway", "backend"  # the two levels of policy: a Gateway's (listener's), an XBackend's
+
+
+@dataclass(frozen=True)
+class ProxyContext:
+    """What one proxy's translation is about, for every hook."""
+
+    role: str  # "gateway"; the next roles: "sidecar-inbound", "sidecar-outbound", "egress"
+    gateway: GatewayView
+    secrets: tuple[Resource, ...] = ()  # the proxy's SDS secrets (server certificate, trust bundle)
+
+    @property
+    def stat_name(self) -> str:
+        return f"{self.gateway.key.namespace}.{self.gateway.key.name}"
+
+
+@dataclass(frozen=True)
+class PortContext:
+    """One Envoy listener: a port and the Gateway listeners that share it."""
+
+    proxy: ProxyContext
+    port: int
+    tls: bool  # HTTPS: mTLS terminated here
+    listeners: tuple[ListenerView, ...]

@@ -1,0 +1,163 @@
+"""Each Envoy feature module on its own: nothing where it does not apply, its own part where it does.
+
+Views are built by hand (graph/view.py's frozen dataclasses), so each test names exactly what the feature
+is given; the last tests go through the real Gateway role.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from controlplane.api.agentic import Action
+from controlplane.api.base import ResourceKey
+from controlplane.api.registry import parse_object
+from controlplane.graph.view import (
+    ANY_SOURCE,
+    AuthorizerView,
+    BackendRefView,
+    BackendView,
+    GatewayView,
+    ListenerView,
+    PolicyAttachment,
+    ResolvedRule,
+    RouteAttachment,
+    RouteRuleView,
+    gateway_view,
+)
+from controlplane.translate import listener
+from controlplane.translate.context import PortContext, ProxyContext
+from controlplane.translate.features import FEATURES
+from controlplane.translate.features.access_log import AccessLog
+from controlplane.translate.features.base import Feature
+from controlplane.translate.features.ext_authz import ExtAuthz
+from controlplane.translate.features.jsonrpc_denial import JsonRpcDenial
+from controlplane.translate.features.mcp import MCP_FILTER, Mcp
+from controlplane.translate.features.rbac import DENY_ALL, Rbac
+from controlplane.translate.features.router import Router
+from controlplane.translate.features.tls import DownstreamTls
+from controlplane.translate.roles import gateway as gateway_role
+from controlplane.translate.roles.gateway import resources_for
+from controlplane.xds.resources import CLUSTER, ENDPOINT, SECRET, Resource
+from tests.translate.test_gateway_translation import QUICKSTART_GW, quickstart_graph
+
+GW = ResourceKey("Gateway", "apps", "gw")
+POLICY = ResourceKey("XAccessPolicy", "apps", "p")
+ALICE = "spiffe://cluster.local/ns/apps/sa/alice"
+SECRETS = (Resource(SECRET, "gateway-cert", {"name": "gateway-cert"}),)
+EXTERNAL_AUTH = parse_object(yaml.safe_load("""
+apiVersion: agentic.networking.x-k8s.io/v1alpha1
+kind: XAccessPolicy
+metadata: {name: p, namespace: apps}
+spec:
+  targetRefs: [{group: agentic.networking.x-k8s.io, kind: XBackend, name: tools}]
+  action: ExternalAuth
+  externalAuth: {protocol: GRPC, grpc: {}, backendRef: {name: authz, port: 50051}}
+""")).spec.external_auth
+
+
+def _allow(principal: str = ALICE, *, withheld: str | None = None) -> PolicyAttachment:
+    rules = () if withheld else (ResolvedRule(POLICY, "r", principal, None),)
+    return PolicyAttachment(POLICY, Action.ALLOW, rules, withheld=withheld)
+
+
+def _external(*, withheld: str | None = None) -> PolicyAttachment:
+    authorizer = AuthorizerView("GRPC", "apps", "authz", 50051, (("10.0.0.7", 9191),))
+    return PolicyAttachment(POLICY, Action.EXTERNAL_AUTH, (ResolvedRule(POLICY, "*", ANY_SOURCE, None),),
+                            EXTERNAL_AUTH, authorizer, withheld)
+
+
+def _backend(*, mcp: bool = True, policies: tuple = ()) -> BackendRefView:
+    key = ResourceKey("XBackend" if mcp else "Service", "apps", "tools")
+    return BackendRefView(BackendView(key, mcp, port=3001, policies=policies), None if mcp else 80, 1)
+
+
+def _rule(*backends: BackendRefView) -> RouteRuleView:
+    return RouteRuleView("apps/r/0", ResourceKey("HTTPRoute", "apps", "r"), 0, None, (), (), backends)
+
+
+def _proxy(*, tls: bool = False, policies: tuple = (), backends: tuple = ()) -> tuple[ProxyContext, PortContext]:
+    routes = (RouteAttachment(_rule(*backends), ()),) if backends else ()
+    gateway_listener = ListenerView("l", 443 if tls else 80, tls, routes, policies)
+    proxy = ProxyContext("gateway", GatewayView(GW, (gateway_listener,)), SECRETS)
+    return proxy, PortContext(proxy, gateway_listener.port, tls, (gateway_listener,))
+
+
+def test_mcp_filter_is_first_and_passes_non_mcp_routes_through():
+    proxy, port = _proxy()
+    assert [f["name"] for f in Mcp().http_filters(port)] == [MCP_FILTER]
+    assert Mcp().route_config(proxy, _rule(_backend(mcp=True))) == {}
+    assert Mcp().route_config(proxy, _rule(_backend(mcp=False)))[MCP_FILTER]["trafficMode"] == "PASS_THROUGH"
+
+
+def test_rbac_places_allow_policies_per_level_and_nothing_without_them():
+    proxy, _ = _proxy()
+    rbac = Rbac()
+    assert rbac.virtual_host_config(proxy, ListenerView("l", 80, False, (), ())) == {}
+    assert rbac.weighted_cluster_config(proxy, _backend()) == {}
+    config = rbac.virtual_host_config(proxy, ListenerView("l", 80, False, (), (_allow(),)))
+    assert list(config) == ["envoy.filters.http.rbac.gateway"]
+    assert list(config["envoy.filters.http.rbac.gateway"]["rbac"]["rules"]["policies"]) == ["apps/p#r"]
+    backend_config = rbac.weighted_cluster_config(proxy, _backend(policies=(_allow(),)))
+    assert list(backend_config) == ["envoy.filters.http.rbac.backend"]
+    withheld = rbac.weighted_cluster_config(proxy, _backend(policies=(_external(withheld="NACK"),)))
+    assert withheld == {"envoy.filters.http.rbac.backend": DENY_ALL}
+
+
+def test_ext_authz_delegates_only_where_an_external_auth_policy_is_in_force():
+    proxy, _ = _proxy(backends=(_backend(),))
+    feature = ExtAuthz()
+    assert feature.weighted_cluster_config(proxy, _backend(policies=(_allow(),))) == {}
+    assert feature.weighted_cluster_config(proxy, _backend(policies=(_external(withheld="NACK"),))) == {}
+    assert feature.resources(proxy) == []
+    config = feature.weighted_cluster_config(proxy, _backend(policies=(_external(),)))
+    assert set(config) == {"envoy.filters.http.rbac.backend_extauth", "envoy.filters.http.ext_authz.backend"}
+    cluster = config["envoy.filters.http.ext_authz.backend"]["checkSettings"]["grpcService"]["envoyGrpc"]
+    assert cluster["clusterName"] == "ext-authz/grpc/apps/authz/50051"
+
+    proxy, _ = _proxy(backends=(_backend(policies=(_external(),)),))
+    assert [(r.type_url, r.name) for r in feature.resources(proxy)] == [
+        (CLUSTER, "ext-authz/grpc/apps/authz/50051"), (ENDPOINT, "ext-authz/grpc/apps/authz/50051")]
+
+
+def test_tls_only_on_https_ports_and_secrets_only_then():
+    proxy, port = _proxy(tls=False)
+    assert DownstreamTls().filter_chain_patch(port) == {}
+    assert DownstreamTls().resources(proxy) == []
+    proxy, port = _proxy(tls=True)
+    assert DownstreamTls().filter_chain_patch(port)["transportSocket"]["name"] == "envoy.transport_sockets.tls"
+    assert DownstreamTls().resources(proxy) == list(SECRETS)
+
+
+def test_connection_manager_features_and_the_router():
+    _, port = _proxy()
+    mapper = JsonRpcDenial().hcm_patch(port)["localReplyConfig"]["mappers"][0]
+    assert mapper["statusCode"] == 200 and mapper["bodyFormatOverride"]["jsonFormat"]["jsonrpc"] == "2.0"
+    log = AccessLog().hcm_patch(port)["accessLog"][0]["typedConfig"]["logFormat"]["jsonFormat"]
+    assert log["tool"] == "%DYNAMIC_METADATA(envoy.filters.http.mcp:params:name)%"
+    assert [f["name"] for f in Router().http_filters(port)] == ["envoy.filters.http.router"]
+    for feature in (JsonRpcDenial(), AccessLog(), Router()):
+        assert feature.resources(port.proxy) == [] and feature.route_config(port.proxy, _rule()) == {}
+
+
+def test_the_filter_chain_is_the_features_in_list_order():
+    _, port = _proxy()
+    hcm = listener.http_connection_manager(port, FEATURES)
+    assert [f["name"] for f in hcm["httpFilters"]] == [
+        "envoy.filters.http.mcp",
+        "envoy.filters.http.rbac.gateway_extauth", "envoy.filters.http.rbac.backend_extauth",
+        "envoy.filters.http.ext_authz.gateway", "envoy.filters.http.ext_authz.backend",
+        "envoy.filters.http.rbac.gateway", "envoy.filters.http.rbac.backend",
+        "envoy.filters.http.router",
+    ]
+
+
+def test_a_feature_that_does_not_apply_changes_nothing_in_the_role(monkeypatch):
+    view = gateway_view(quickstart_graph(), QUICKSTART_GW)
+
+    class Inert(Feature):
+        name = "inert"
+
+    baseline = resources_for(view, secrets=SECRETS)
+    assert any(r.type_url == SECRET for r in baseline)  # the quickstart has an HTTPS listener
+    monkeypatch.setattr(gateway_role, "FEATURES", (*FEATURES, Inert()))
+    assert resources_for(view, secrets=SECRETS) == baseline
