@@ -15,6 +15,7 @@ RUN groupadd --system --gid 10001 agentic \
 WORKDIR /src
 COPY . .
 # pip compiles the .pyc files at install time, so nothing is written under a read-only root later.
+# `pip install .` installs the controlplane package only: the test peers and the demo (tests/support) stay out.
 RUN pip install . \
  && cd / && rm -rf /src \
  && install -d -o 10001 -g 10001 /var/run/agentic-cp

@@ -23,7 +23,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not slow' $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m controlplane.demo
+	$(BIN)/python -m tests.support.demo
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -7,9 +7,7 @@ Reports the worst probe latency and the process's peak RSS; figures are printed,
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,7 +16,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.envoy import free_ports
+from tests.support.processes import REPO_ROOT, spawn, terminate
+
 BILLION_LAUGHS = "\n".join(["a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]"] + [
     f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]" for i in range(8)]) + "\n"
 
@@ -34,14 +34,12 @@ def hostile_writes() -> list[tuple[str, str]]:
 def run(rounds: int = 3) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config"
-        shutil.copytree(ROOT / "examples" / "quickstart", config)
-        admin = _free_port()
-        process = subprocess.Popen(
+        shutil.copytree(REPO_ROOT / "examples" / "quickstart", config)
+        admin, xds = free_ports(2)
+        process = spawn(
             [sys.executable, "-m", "controlplane.cli", "serve", "--config", str(config), "--state-dir",
-             str(Path(tmp) / "state"), "--xds-address", f"127.0.0.1:{_free_port()}",
-             "--admin-address", f"127.0.0.1:{admin}", "--log-level", "error"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(ROOT)})
+             str(Path(tmp) / "state"), "--xds-address", f"127.0.0.1:{xds}",
+             "--admin-address", f"127.0.0.1:{admin}", "--log-level", "error"])
         try:
             _wait_ready(admin, process)
             probe = _Prober(admin, process.pid)
@@ -56,12 +54,7 @@ def run(rounds: int = 3) -> dict:
                     "healthz_worst_s": round(probe.worst, 4), "rss_peak_mib": round(probe.rss_peak / 2**10, 1),
                     "files": [n for n, _ in hostile_writes()], "rounds": rounds}
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            terminate(process, timeout=10)
 
 
 class _Prober(threading.Thread):
@@ -112,9 +105,3 @@ def _wait_ready(port: int, process: subprocess.Popen) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("the control plane did not become ready")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

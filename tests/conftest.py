@@ -1,4 +1,4 @@
-"""Shared test helpers: where the project's and upstream's example manifests live."""
+"""Shared test helpers: where the project's and upstream's example manifests live, and the suite's flags."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ def upstream_dir() -> Path:
     if not UPSTREAM.is_dir():
         pytest.skip(f"upstream examples not found at {UPSTREAM} (CI keeps ../shared beside the clone)")
     return UPSTREAM
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite tests/translate/testdata/out from the current translation; review the diff")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from crd_validation import load_crds
-from helm_support import CHART_CRDS_DIR, CUSTOM_VALUES, render
+
+from tests.helm.crd_validation import load_crds
+from tests.helm.helm_support import CHART_CRDS_DIR, CUSTOM_VALUES, render
 
 
 @pytest.fixture(scope="session")

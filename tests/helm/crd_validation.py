@@ -30,8 +30,7 @@ Each error reads `FIELD.PATH: message`, with the path where the apiserver puts i
 unknown field at the field itself, a list-type duplicate at the item, a CEL rule at its node), e.g.
     "spec.rules[0].authorization: cel must be specified when type is set to 'CEL' (rule: ...)",
     "spec.mcp.port: Required value", "spec.rules[0].authorization.tools: unknown field".
-Import it as `tests.helm.crd_validation` from the repository root (namespace package), or put
-tests/helm on sys.path and import `crd_validation`.
+Import it as `tests.helm.crd_validation` from the repository root.
 """
 
 from __future__ import annotations

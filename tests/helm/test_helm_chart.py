@@ -6,7 +6,8 @@ import re
 
 import kubernetes
 import pytest
-from helm_support import (
+
+from tests.helm.helm_support import (
     CHART_DIR,
     CUSTOM_VALUES,
     NAMESPACE,

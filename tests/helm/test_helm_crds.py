@@ -12,8 +12,15 @@ from pathlib import Path
 import celpy
 import pytest
 import yaml
-from crd_validation import crd_matches, crd_problems, load_crds, validate_against_crd, validate_with_crds
-from helm_support import (
+
+from tests.helm.crd_validation import (
+    crd_matches,
+    crd_problems,
+    load_crds,
+    validate_against_crd,
+    validate_with_crds,
+)
+from tests.helm.helm_support import (
     CHART_CRDS_DIR,
     CHART_DIR,
     PROJECT_MANIFESTS_DIR,

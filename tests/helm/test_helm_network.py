@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from helm_support import NAMESPACE, find, helm_python, one, render
+
+from tests.helm.helm_support import NAMESPACE, find, helm_python, one, render
 
 
 def _container(objects):

@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass
 
 import pytest
-from helm_support import CUSTOM_VALUES, NAMESPACE, RELEASE, REPO_ROOT, find, render
 
 from controlplane.kube.kinds import ALL_KINDS, LEASE, SERVICE
 from controlplane.kube.provisioner import KINDS_IN_ORDER
+from tests.helm.helm_support import CUSTOM_VALUES, NAMESPACE, RELEASE, REPO_ROOT, find, render
 
 CLUSTER, RELEASE_NS, GATEWAY_NS = "any namespace", "release namespace", "gateway namespace"
 GATEWAY_NAMESPACES = ("team-a", "team-b")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from controlplane.identity.xds_auth import (
     server_credentials,
 )
 from controlplane.translate.bootstrap import base_id_for, bootstrap_files, render_bootstrap
+from tests.support.envoy import EnvoyProcess, validate
 
 TD = "example.org"
 
@@ -43,11 +43,6 @@ def _prepare(tmp_path: Path, ca: CertificateAuthority, *, node_id: str, xds_host
     for path, content in bootstrap.files.items():
         atomic_write(path, content)
     return bootstrap.bootstrap_path
-
-
-def _validate(envoy_bin: str, path: Path, base_id: int) -> subprocess.CompletedProcess:
-    return subprocess.run([envoy_bin, "--mode", "validate", "-c", str(path), "--base-id", str(base_id)],
-                          check=False, capture_output=True, text=True, timeout=30)
 
 
 def test_render_shape(tmp_path):
@@ -116,19 +111,19 @@ def test_write_bootstrap_files_and_run_command(tmp_path, ca):
     (node_id_for_workload("team-a", "agent"), "127.0.0.1"),
     (node_id_for_workload("team-b", "agent"), "agentic-cp.agentic-system.svc.cluster.local"),
 ])
-def test_envoy_validates_bootstrap(tmp_path, ca, envoy_bin, base_id, node_id, xds_host):
+def test_envoy_validates_bootstrap(tmp_path, ca, node_id, xds_host):
     path = _prepare(tmp_path, ca, node_id=node_id, xds_host=xds_host, admin_port=15000)
-    result = _validate(envoy_bin, path, base_id)
+    result = validate(path, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout + result.stderr
 
 
 @pytest.mark.slow
-def test_envoy_validate_notices_missing_credentials(tmp_path, ca, envoy_bin, base_id):
+def test_envoy_validate_notices_missing_credentials(tmp_path, ca):
     """The oracle is not a rubber stamp: missing SDS files fail validation."""
     path = _prepare(tmp_path, ca, node_id="gateway~ns~gw", xds_host="localhost")
     (tmp_path / "creds" / "sds-xds-client-cert.yaml").unlink()
-    assert _validate(envoy_bin, path, base_id).returncode != 0
+    assert validate(path, timeout=30).returncode != 0
 
 
 # -- a real Envoy dials a real mTLS ADS server ------------------------------------------------------------
@@ -165,17 +160,16 @@ async def ads_server(ca):
     await server.stop(grace=None)
 
 
-async def _start_envoy(envoy_bin: str, path: Path, base_id: int, tmp_path: Path):
-    admin_file = tmp_path / "admin.txt"
-    proc = await asyncio.create_subprocess_exec(
-        envoy_bin, "-c", str(path), "--base-id", str(base_id), "--admin-address-path", str(admin_file),
-        "-l", "warning", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    for _ in range(200):
-        if admin_file.exists() and admin_file.read_text().strip():
-            return proc, admin_file.read_text().strip()
-        await asyncio.sleep(0.05)
-    proc.kill()
-    raise AssertionError("envoy did not start: " + (await proc.stderr.read()).decode()[-2000:])
+async def _start_envoy(path: Path, tmp_path: Path) -> tuple[EnvoyProcess, str]:
+    envoy = EnvoyProcess.start(path, log_path=tmp_path / "envoy.log", log_level="warning")
+    try:
+        await envoy.wait_until_async(lambda: envoy.admin_address_path.exists()
+                                     and envoy.admin_address_path.read_text().strip(), "its admin address",
+                                     timeout=10)
+    except BaseException:
+        envoy.stop()
+        raise
+    return envoy, envoy.admin_url.removeprefix("http://")
 
 
 async def _admin_json(admin: str, path: str) -> dict:
@@ -185,9 +179,8 @@ async def _admin_json(admin: str, path: str) -> dict:
     return await asyncio.to_thread(get)
 
 
-async def _stop(proc):
-    proc.kill()
-    await proc.wait()
+async def _stop(envoy: EnvoyProcess) -> None:
+    await asyncio.to_thread(envoy.stop)
 
 
 async def _xds_client_serials(admin: str) -> list[int]:
@@ -197,12 +190,11 @@ async def _xds_client_serials(admin: str) -> list[int]:
 
 
 @pytest.mark.slow
-async def test_real_envoy_connects_with_its_svid_and_picks_up_rotation(tmp_path, ca, envoy_bin, base_id,
-                                                                         ads_server):
+async def test_real_envoy_connects_with_its_svid_and_picks_up_rotation(tmp_path, ca, ads_server):
     recorder, port = ads_server
     node = node_id_for_gateway("gw-ns", "mcp-gw")
     path = _prepare(tmp_path, ca, node_id=node, xds_host="127.0.0.1", xds_port=port)
-    proc, admin = await _start_envoy(envoy_bin, path, base_id, tmp_path)
+    envoy, admin = await _start_envoy(path, tmp_path)
     try:
         await asyncio.wait_for(recorder.event.wait(), timeout=10)
         assert recorder.seen[0] == ("spiffe://example.org/ns/gw-ns/sa/mcp-gw", node)
@@ -218,15 +210,15 @@ async def test_real_envoy_connects_with_its_svid_and_picks_up_rotation(tmp_path,
             await asyncio.sleep(0.05)
         assert want in after and want not in before, (before, after)
     finally:
-        await _stop(proc)
+        await _stop(envoy)
 
 
 @pytest.mark.slow
-async def test_real_envoy_refuses_a_server_with_another_spiffe_id(tmp_path, ca, envoy_bin, base_id, ads_server):
+async def test_real_envoy_refuses_a_server_with_another_spiffe_id(tmp_path, ca, ads_server):
     recorder, port = ads_server
     path = _prepare(tmp_path, ca, node_id=node_id_for_gateway("gw-ns", "mcp-gw"), xds_host="127.0.0.1",
                     xds_port=port, control_plane_spiffe_id="spiffe://example.org/ns/agentic-system/sa/impostor")
-    proc, admin = await _start_envoy(envoy_bin, path, base_id, tmp_path)
+    envoy, admin = await _start_envoy(path, tmp_path)
     try:
         for _ in range(100):
             stats = await _admin_json(admin, "/stats?format=json&filter=xds_cluster.ssl.fail_verify_san")
@@ -237,4 +229,4 @@ async def test_real_envoy_refuses_a_server_with_another_spiffe_id(tmp_path, ca, 
         assert values and values[0] > 0, stats
         assert recorder.seen == []
     finally:
-        await _stop(proc)
+        await _stop(envoy)

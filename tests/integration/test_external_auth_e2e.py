@@ -1,7 +1,7 @@
 """ExternalAuth end to end: upstream's TestExternalAuthE2E and XAccessPolicyEvaluationLogic through real Envoy.
 
 The control plane, a real Envoy gateway and the MCP server run as in production (LocalMesh); the
-external authorizer is `controlplane.devtools.ext_authz`, a real gRPC ext_authz server with the
+external authorizer is `tests.support.ext_authz`, a real gRPC ext_authz server with the
 allow-list of upstream's AuthConfig (method `initialize`, `tools/call` of get-sum or get-env), reached
 through a Service and EndpointSlice like any in-cluster authorizer. Upstream's policy manifests are
 applied as they are, with upstream's names mapped onto the quickstart (namespace, Gateway, XBackend),
@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controlplane.devtools.ext_authz import serve_ext_authz
-from controlplane.devtools.mesh import QUICKSTART, LocalMesh
 from tests.conftest import upstream_dir
+from tests.support.ext_authz import serve_ext_authz
+from tests.support.mesh import QUICKSTART, LocalMesh
 
 pytestmark = pytest.mark.slow
 

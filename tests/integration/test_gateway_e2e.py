@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from controlplane.devtools.mcp_client import GatewayUnreachable, sdk_session
-from controlplane.devtools.mesh import LocalMesh
+from tests.support.mcp_client import GatewayUnreachable, sdk_session
+from tests.support.mesh import LocalMesh
+from tests.support.processes import REPO_ROOT, repo_env
 
 pytestmark = pytest.mark.slow
 
@@ -158,8 +159,8 @@ def test_make_demo_runs_and_agrees_with_explain():
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "controlplane.demo"], capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = subprocess.run([sys.executable, "-m", "tests.support.demo"], capture_output=True, text=True,
+                            cwd=REPO_ROOT, env=repo_env(), timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Every call through Envoy matched" in result.stdout
     assert "JSON-RPC error 403" in result.stdout and "The sum of 2 and 3 is 5." in result.stdout

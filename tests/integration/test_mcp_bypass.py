@@ -20,9 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controlplane.devtools.mcp_client import BASE_HEADERS, INITIALIZE_PARAMS, tls_context
-from controlplane.devtools.mesh import QUICKSTART, LocalMesh, wait_until
 from controlplane.translate.features.mcp import MAX_REQUEST_BODY_BYTES
+from tests.support.mcp_client import BASE_HEADERS, INITIALIZE_PARAMS, tls_context
+from tests.support.mesh import QUICKSTART, LocalMesh
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.slow
 

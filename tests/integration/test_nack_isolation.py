@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from controlplane.devtools.mesh import LocalMesh
+from tests.support.mesh import LocalMesh
 
 pytestmark = pytest.mark.slow
 

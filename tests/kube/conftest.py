@@ -17,8 +17,7 @@ from controlplane.kube.client import KubeApi
 from controlplane.kube.kinds import Kind, kind_named
 from controlplane.kube.watch import Backoff
 from controlplane.sources.kubernetes import KubernetesSource
-
-from .fakeapi import FakeApiServer
+from tests.kube.fakeapi import FakeApiServer
 
 FAST = Backoff(initial=0.01, maximum=0.1)
 _MODELS: dict[str, type[Resource]] = {}

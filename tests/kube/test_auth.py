@@ -16,9 +16,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from controlplane.kube.client import ApiError, KubeApi
 from controlplane.kube.kinds import SERVICE
 from controlplane.sources.kubernetes import KubernetesSource
-
-from .conftest import FAST, Consumer, fake_parse, obj
-from .fakeapi import FakeApiServer
+from tests.kube.conftest import FAST, Consumer, fake_parse, obj
+from tests.kube.fakeapi import FakeApiServer
 
 SERVICES = SERVICE.collection_path()
 

@@ -35,9 +35,8 @@ from controlplane.kube.ca_secret import SECRET, ca_secret, load_or_create_from_s
 from controlplane.kube.client import KubeApi
 from controlplane.kube.kinds import ALL_KINDS, LEASE
 from controlplane.xds import resources as types
-
-from .fakeapi import FakeApiServer
-from .test_serve_in_cluster import NODE, quickstart_objects, wait_for
+from tests.kube.fakeapi import FakeApiServer
+from tests.kube.test_serve_in_cluster import NODE, quickstart_objects, wait_for
 
 NAMESPACE, NAME, TD = "agentic-system", "agentic-cp-ca", "cluster.local"
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"

@@ -6,8 +6,7 @@ import asyncio
 
 from controlplane.kube.kinds import LEASE
 from controlplane.kube.leader import LeaderElector
-
-from .conftest import wait_until
+from tests.kube.conftest import wait_until
 
 TIMINGS = {"lease_duration": 1.0, "renew_deadline": 0.6, "retry_period": 0.1}
 

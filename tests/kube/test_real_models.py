@@ -9,8 +9,7 @@ import yaml
 
 from controlplane.api.registry import parse_object
 from controlplane.kube.kinds import ALL_KINDS
-
-from .conftest import Consumer
+from tests.kube.conftest import Consumer
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 WATCHED = {(k.api_version, k.kind) for k in ALL_KINDS}

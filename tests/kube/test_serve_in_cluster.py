@@ -13,8 +13,7 @@ from controlplane.cli import _in_kubernetes, _parser
 from controlplane.controller import Settings
 from controlplane.identity.xds_auth import node_id_for_gateway
 from controlplane.kube.kinds import GATEWAY, HTTPROUTE, XACCESSPOLICY
-
-from .fakeapi import FakeApiServer
+from tests.kube.fakeapi import FakeApiServer
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 NODE = node_id_for_gateway("quickstart", "agent-gateway")

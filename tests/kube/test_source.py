@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from controlplane.api.base import ResourceKey
 from controlplane.kube.kinds import ALL_KINDS, NAMESPACE, SERVICE, XACCESSPOLICY, XBACKEND
-
-from .conftest import Consumer, obj, server_versions, wait_until
+from tests.kube.conftest import Consumer, obj, server_versions, wait_until
 
 KINDS = (SERVICE, NAMESPACE, XBACKEND)
 

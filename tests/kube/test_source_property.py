@@ -16,9 +16,8 @@ from hypothesis import strategies as st
 from controlplane.kube.client import KubeApi
 from controlplane.kube.kinds import NAMESPACE, SERVICE
 from controlplane.sources.kubernetes import KubernetesSource
-
-from .conftest import FAST, Consumer, fake_parse, obj, server_versions
-from .fakeapi import FakeApiServer
+from tests.kube.conftest import FAST, Consumer, fake_parse, obj, server_versions
+from tests.kube.fakeapi import FakeApiServer
 
 KINDS = (SERVICE, NAMESPACE)
 targets = st.tuples(st.sampled_from(KINDS), st.sampled_from(["a", "b", "c", "d", "e"]))

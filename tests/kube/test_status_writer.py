@@ -7,8 +7,7 @@ import asyncio
 from controlplane.kube.kinds import XACCESSPOLICY
 from controlplane.kube.leader import LeaderElector
 from controlplane.kube.status_writer import StatusWriter, merge_patch
-
-from .conftest import obj, wait_until
+from tests.kube.conftest import obj, wait_until
 
 ACCEPTED = {"conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted"}]}
 REJECTED = {"conditions": [{"type": "Accepted", "status": "False", "reason": "InvalidCEL"}]}

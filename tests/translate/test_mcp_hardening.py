@@ -7,12 +7,11 @@ reach no XBackend, and the `is_exceeding_limit` guard in every RBAC policy.
 
 from __future__ import annotations
 
-from test_gateway_translation import QUICKSTART_GW, _gateway_api_graph, quickstart_graph
-
 from controlplane.translate.features.mcp import MAX_REQUEST_BODY_BYTES, MCP_FILTER
 from controlplane.translate.features.rbac import fully_parsed
 from controlplane.translate.roles.gateway import gateway_resources
 from controlplane.xds import resources as types
+from tests.translate.test_gateway_translation import QUICKSTART_GW, _gateway_api_graph, quickstart_graph
 
 
 def _of_type(resources, type_url):

@@ -7,17 +7,12 @@ ClusterLoadAssignment inlined, and SDS secret references point at static secrets
 from __future__ import annotations
 
 import copy
-import json
 import subprocess
-import sys
 from pathlib import Path
-
-import yaml
 
 from controlplane.xds import resources as types
 from controlplane.xds.resources import Resource
-
-ENVOY = Path(sys.executable).parent / "envoy"
+from tests.support.envoy import validate, write_config
 
 
 def static_bootstrap(resources: list[Resource]) -> dict:
@@ -57,13 +52,4 @@ def _static_cluster(cluster: dict, cla: dict) -> dict:
 
 
 def envoy_validate(bootstrap: dict, tmp_path: Path) -> subprocess.CompletedProcess:
-    path = tmp_path / "static.json"
-    path.write_text(json.dumps(bootstrap))
-    return subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
-def to_yaml(resources: list[Resource]) -> str:
-    docs = [{"type": r.type_url.rsplit(".", 1)[1], "name": r.name,
-             "resource": r.payload if isinstance(r.payload, dict) else r.payload.to_dict()} for r in resources]
-    return yaml.safe_dump_all(docs, sort_keys=True, width=120)
+    return validate(write_config(bootstrap, tmp_path / "static.json"))

@@ -1,22 +1,12 @@
-"""Fixtures for the xDS tests: a cache, a live server on a free port, raw ADS clients.
-
-The helper modules beside this file (adsclient, xds_*) are imported by plain name,
-so this directory goes on sys.path first.
-"""
+"""Fixtures for the xDS tests: a cache, a live server on a free port, raw ADS clients."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from adsclient import AdsClient
 
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.server import XdsServer, trust_node_id
+from tests.xds.adsclient import AdsClient
 
 
 @pytest.fixture

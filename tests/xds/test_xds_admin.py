@@ -12,11 +12,11 @@ from aiohttp.test_utils import make_mocked_request
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster
 from envoy_data_plane.envoy.config.core.v3 import DataSource
 from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import Secret, TlsCertificate
-from xds_helpers import snapshot_of, wait_for_status
 
 from controlplane.admin.server import AdminServer
 from controlplane.xds.cache import Snapshot
 from controlplane.xds.resources import CLUSTER, LISTENER, SECRET, XdsResource
+from tests.xds.xds_helpers import snapshot_of, wait_for_status
 
 KEY_PEM = "-----BEGIN PRIVATE KEY-----\nTOPSECRETKEYMATERIAL\n-----END PRIVATE KEY-----\n"
 

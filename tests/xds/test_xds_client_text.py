@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 
 import grpc
-from adsclient import METHOD
-from xds_delta_client import DELTA_METHOD
-from xds_helpers import snapshot_of, wait_for_status
 
 from controlplane.logs import DEBUG_LIMIT, LOG_LIMIT, clip
 from controlplane.xds.resources import CLUSTER
+from tests.xds.adsclient import METHOD
+from tests.xds.xds_delta_client import DELTA_METHOD
+from tests.xds.xds_helpers import snapshot_of, wait_for_status
 
 # fields 1 and 2 hold bytes that are not UTF-8 where a string is due (DiscoveryRequest.version_info,
 # DeltaDiscoveryRequest.type_url): betterproto2 raises on parse

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_xds_envoy import world
-from xds_envoy_process import EnvoyProcess, ads_bootstrap, free_port
-from xds_helpers import wait_for_status
 
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from tests.support.envoy import EnvoyProcess, free_port, http_get_async, write_config
+from tests.xds.test_xds_envoy import world
+from tests.xds.xds_bootstrap import ads_bootstrap
+from tests.xds.xds_helpers import wait_for_status
 
 pytestmark = pytest.mark.slow
 NODE = "delta-envoy-under-test"
@@ -40,12 +41,8 @@ def type_info(server, type_url: str):
 async def test_delta_envoy_acks_updates_nacks_and_keeps_serving(server, cache, tmp_path):
     listen_port = free_port()
     cache.set_snapshot(NODE, world(listen_port))
-    async with EnvoyProcess(delta_bootstrap(xds_port=server.port), tmp_path) as envoy:
-
-        async def ready() -> bool:
-            return (await envoy.admin_get("/ready"))[0] == 200
-
-        await envoy.wait_until(ready, "/ready")
+    with EnvoyProcess.start(write_config(delta_bootstrap(xds_port=server.port), tmp_path / "bootstrap.json"), log_level="warning") as envoy:
+        await envoy.wait_ready_async()
         for type_url in (CLUSTER, ENDPOINT, LISTENER, ROUTE):
             await wait_for_status(server, type_url, "SYNCED", node_id=NODE)
         snapshot = cache.get(NODE)
@@ -56,21 +53,21 @@ async def test_delta_envoy_acks_updates_nacks_and_keeps_serving(server, cache, t
         assert type_info(server, CLUSTER).wildcard and type_info(server, LISTENER).wildcard
         assert type_info(server, ROUTE).subscribed == ("main-routes",)
         assert type_info(server, ENDPOINT).subscribed == ("backend",)
-        assert await envoy.get(f"http://127.0.0.1:{listen_port}/") == (200, "hello from xds")
+        assert await http_get_async(f"http://127.0.0.1:{listen_port}/") == (200, "hello from xds")
 
         # An update of one route: one RDS response, nothing else pushed, the listener untouched.
         before = {t: pushes(server, t) for t in ("cds", "eds", "lds", "rds")}
-        modified = await envoy.stat("listener_manager.listener_modified")
+        modified = envoy.stat("listener_manager.listener_modified")
         cache.set_snapshot(NODE, world(listen_port, body="updated"))
 
         async def updated() -> bool:
-            return await envoy.get(f"http://127.0.0.1:{listen_port}/") == (200, "updated")
+            return await http_get_async(f"http://127.0.0.1:{listen_port}/") == (200, "updated")
 
-        await envoy.wait_until(updated, "the updated route")
+        await envoy.wait_until_async(updated, "the updated route")
         await wait_for_status(server, ROUTE, "SYNCED", node_id=NODE)
         after = {t: pushes(server, t) for t in ("cds", "eds", "lds", "rds")}
         assert after == {**before, "rds": before["rds"] + 1}
-        assert await envoy.stat("listener_manager.listener_modified") == modified
+        assert envoy.stat("listener_manager.listener_modified") == modified
         assert dict(type_info(server, ROUTE).resources_acked) == {
             "main-routes": cache.get(NODE).resources(ROUTE)["main-routes"].version
         }
@@ -86,33 +83,33 @@ async def test_delta_envoy_acks_updates_nacks_and_keeps_serving(server, cache, t
         lds_pushes = pushes(server, "lds")
         await asyncio.sleep(1.0)  # a NACK loop would push many times a second
         assert pushes(server, "lds") == lds_pushes
-        assert await envoy.stat("listener_manager.lds.update_rejected") == 1
-        assert await envoy.get(f"http://127.0.0.1:{listen_port}/") == (200, "updated")
+        assert envoy.stat("listener_manager.lds.update_rejected") == 1
+        assert await http_get_async(f"http://127.0.0.1:{listen_port}/") == (200, "updated")
 
         # The correction (back to a valid listener) goes out at once and is ACKed.
         cache.set_snapshot(NODE, world(listen_port, body="fixed"))
 
         async def fixed() -> bool:
-            return await envoy.get(f"http://127.0.0.1:{listen_port}/") == (200, "fixed")
+            return await http_get_async(f"http://127.0.0.1:{listen_port}/") == (200, "fixed")
 
-        await envoy.wait_until(fixed, "the corrected config")
+        await envoy.wait_until_async(fixed, "the corrected config")
         await wait_for_status(server, LISTENER, "SYNCED", node_id=NODE)
-        assert await envoy.stat("listener_manager.lds.update_rejected") == 1
+        assert envoy.stat("listener_manager.lds.update_rejected") == 1
 
         # R28: a modified cluster warms only when EDS arrives again, though its CLA is unchanged.
         eds_pushes = pushes(server, "eds")
-        cds_updates = await envoy.stat("cluster_manager.cds.update_success")
+        cds_updates = envoy.stat("cluster_manager.cds.update_success")
         cache.set_snapshot(NODE, world(listen_port, body="fixed", timeout="2s"))
 
         async def cluster_warmed() -> bool:
             return (
-                await envoy.stat("cluster_manager.cds.update_success") > cds_updates
-                and await envoy.stat("cluster_manager.warming_clusters") == 0
+                envoy.stat("cluster_manager.cds.update_success") > cds_updates
+                and envoy.stat("cluster_manager.warming_clusters") == 0
             )
 
-        await envoy.wait_until(cluster_warmed, "the modified cluster to warm")
+        await envoy.wait_until_async(cluster_warmed, "the modified cluster to warm")
         assert pushes(server, "eds") == eds_pushes + 1
-        _, dump = await envoy.admin_get("/config_dump?resource=dynamic_active_clusters")
+        dump = envoy.admin_get("/config_dump?resource=dynamic_active_clusters")
         assert '"connect_timeout": "2s"' in dump
         for type_url in (CLUSTER, ENDPOINT, LISTENER, ROUTE):
             await wait_for_status(server, type_url, "SYNCED", node_id=NODE)

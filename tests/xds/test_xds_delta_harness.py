@@ -24,14 +24,14 @@ import re
 from pathlib import Path
 
 import pytest
-from xds_delta_client import DeltaClient, DeltaReceived
-from xds_features import Example, read_examples
-from xds_helpers import res
 
 from controlplane.xds.cache import Snapshot, SnapshotCache
 from controlplane.xds.delta import ANNOUNCE_ALL, DEFAULT_POLICIES
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.server import XdsServer, trust_node_id
+from tests.xds.xds_delta_client import DeltaClient, DeltaReceived
+from tests.xds.xds_features import Example, read_examples
+from tests.xds.xds_helpers import res
 
 HARNESS = Path(__file__).resolve().parents[3] / "shared" / "upstream-examples" / "xds-test-harness"
 FEATURES = ("delta.feature", "subscribing.feature", "unsubcribing.feature")

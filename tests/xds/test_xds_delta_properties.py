@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from xds_delta_sim import DeltaSim
-from xds_helpers import res
 
 from controlplane.xds.cache import Snapshot
 from controlplane.xds.delta import DEFAULT_POLICIES
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from tests.xds.xds_delta_sim import DeltaSim
+from tests.xds.xds_helpers import res
 
 TYPES = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
 NAMES = ("A", "B", "C", "D")

@@ -10,8 +10,6 @@ import pytest
 from envoy_data_plane.envoy.config.core.v3 import ControlPlane
 from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryResponse, Resource
 from envoy_data_plane.google.protobuf import Any as AnyMessage
-from xds_delta_sim import DeltaSim, summary
-from xds_helpers import res, snapshot_of
 
 from controlplane.xds.delta import (
     ANNOUNCE_ALL,
@@ -26,6 +24,8 @@ from controlplane.xds.delta import (
 from controlplane.xds.protocol import SyncStatus
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 from controlplane.xds.wire import encode_delta_discovery_response, encode_delta_resource
+from tests.xds.xds_delta_sim import DeltaSim, summary
+from tests.xds.xds_helpers import res, snapshot_of
 
 ALL_TYPES = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
 

@@ -10,14 +10,14 @@ import aiohttp
 import grpc
 import pytest
 import yaml
-from adsclient import AdsClient
-from xds_delta_client import DeltaClient
-from xds_helpers import res, snapshot_of, wait_for_status
 
 from controlplane.admin.server import AdminServer
 from controlplane.cli import main as cli
 from controlplane.translate.bootstrap import render_bootstrap
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from tests.xds.adsclient import AdsClient
+from tests.xds.xds_delta_client import DeltaClient
+from tests.xds.xds_helpers import res, snapshot_of, wait_for_status
 
 
 @pytest.fixture

@@ -14,11 +14,12 @@ from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router  # n
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: F401
     HttpConnectionManager,
 )
-from xds_envoy_process import EnvoyProcess, ads_bootstrap, free_port
-from xds_helpers import wait_for_status
 
 from controlplane.xds.cache import Snapshot
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, XdsResource
+from tests.support.envoy import EnvoyProcess, free_port, http_get_async, write_config
+from tests.xds.xds_bootstrap import ads_bootstrap
+from tests.xds.xds_helpers import wait_for_status
 
 pytestmark = pytest.mark.slow
 NODE = "envoy-under-test"
@@ -96,21 +97,17 @@ async def test_envoy_acks_nacks_and_keeps_serving(server, cache, tmp_path):
     listen_port = free_port()
     cache.set_snapshot(NODE, world(listen_port))
     bootstrap = ads_bootstrap(node_id=NODE, xds_port=server.port, admin_port=free_port())
-    async with EnvoyProcess(bootstrap, tmp_path) as envoy:
-
-        async def ready() -> bool:
-            return (await envoy.admin_get("/ready"))[0] == 200
-
-        await envoy.wait_until(ready, "/ready")
+    with EnvoyProcess.start(write_config(bootstrap, tmp_path / "bootstrap.json"), log_level="warning") as envoy:
+        await envoy.wait_ready_async()
         for type_url in (CLUSTER, ENDPOINT, LISTENER, ROUTE):
             await wait_for_status(server, type_url, "SYNCED", node_id=NODE)
         [conn] = server.connections()
         snapshot = cache.get(NODE)
         acked = {t.type_url: t.version_acked for t in conn.types}
         assert acked[LISTENER] == snapshot.version(LISTENER) and acked[CLUSTER] == snapshot.version(CLUSTER)
-        _, dump = await envoy.admin_get("/config_dump?resource=dynamic_listeners")
+        dump = envoy.admin_get("/config_dump?resource=dynamic_listeners")
         assert '"name": "main"' in dump and str(listen_port) in dump
-        assert await envoy.get(f"http://127.0.0.1:{listen_port}/") == (200, "hello from xds")
+        assert await http_get_async(f"http://127.0.0.1:{listen_port}/") == (200, "hello from xds")
 
         # A listener Envoy must reject: it NACKs, we record it and never resend the same bytes.
         cache.set_snapshot(NODE, world(listen_port, address="not-an-ip"))
@@ -121,33 +118,33 @@ async def test_envoy_acks_nacks_and_keeps_serving(server, cache, tmp_path):
         pushes = server.registry.get_sample_value("xds_pushes_total", {"type": "lds"})
         await asyncio.sleep(1.0)  # a NACK loop would push many times a second
         assert server.registry.get_sample_value("xds_pushes_total", {"type": "lds"}) == pushes
-        assert await envoy.stat("listener_manager.lds.update_rejected") == 1
-        assert await envoy.get(f"http://127.0.0.1:{listen_port}/") == (200, "hello from xds")
+        assert envoy.stat("listener_manager.lds.update_rejected") == 1
+        assert await http_get_async(f"http://127.0.0.1:{listen_port}/") == (200, "hello from xds")
 
         # The correction goes out at once: a route-only change, which must not touch the listener.
-        modified = await envoy.stat("listener_manager.listener_modified")
+        modified = envoy.stat("listener_manager.listener_modified")
         cache.set_snapshot(NODE, world(listen_port, body="fixed"))
 
         async def fixed() -> bool:
-            return await envoy.get(f"http://127.0.0.1:{listen_port}/") == (200, "fixed")
+            return await http_get_async(f"http://127.0.0.1:{listen_port}/") == (200, "fixed")
 
-        await envoy.wait_until(fixed, "the corrected route")
+        await envoy.wait_until_async(fixed, "the corrected route")
         await wait_for_status(server, LISTENER, "SYNCED", node_id=NODE)
-        assert await envoy.stat("listener_manager.listener_modified") == modified
-        assert await envoy.stat("listener_manager.lds.update_rejected") == 1
+        assert envoy.stat("listener_manager.listener_modified") == modified
+        assert envoy.stat("listener_manager.lds.update_rejected") == 1
 
         # R28: a modified cluster warms only when EDS arrives again, even though its CLA is unchanged.
         eds_pushes = server.registry.get_sample_value("xds_pushes_total", {"type": "eds"})
-        cds_updates = await envoy.stat("cluster_manager.cds.update_success")
+        cds_updates = envoy.stat("cluster_manager.cds.update_success")
         cache.set_snapshot(NODE, world(listen_port, body="fixed", timeout="2s"))
 
         async def cluster_warmed() -> bool:
             return (
-                await envoy.stat("cluster_manager.cds.update_success") > cds_updates
-                and await envoy.stat("cluster_manager.warming_clusters") == 0
+                envoy.stat("cluster_manager.cds.update_success") > cds_updates
+                and envoy.stat("cluster_manager.warming_clusters") == 0
             )
 
-        await envoy.wait_until(cluster_warmed, "the modified cluster to warm")
+        await envoy.wait_until_async(cluster_warmed, "the modified cluster to warm")
         assert server.registry.get_sample_value("xds_pushes_total", {"type": "eds"}) == eds_pushes + 1
-        _, dump = await envoy.admin_get("/config_dump?resource=dynamic_active_clusters")
+        dump = envoy.admin_get("/config_dump?resource=dynamic_active_clusters")
         assert '"connect_timeout": "2s"' in dump

@@ -16,12 +16,12 @@ import re
 from pathlib import Path
 
 import pytest
-from adsclient import AdsClient
-from xds_features import Example, read_examples
-from xds_helpers import res
 
 from controlplane.xds.cache import Snapshot
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from tests.xds.adsclient import AdsClient
+from tests.xds.xds_features import Example, read_examples
+from tests.xds.xds_helpers import res
 
 HARNESS = Path(__file__).resolve().parents[3] / "shared" / "upstream-examples" / "xds-test-harness"
 FEATURES = ("subscribing.feature", "unsubcribing.feature")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from xds_envoy_process import EnvoyProcess, free_port
 
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.files import atomic_write, write_identity
@@ -28,6 +27,7 @@ from controlplane.translate.bootstrap import bootstrap_files, render_bootstrap
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.keepalive import XDS_KEEPALIVE, KeepalivePolicy
 from controlplane.xds.server import XdsServer, trust_node_id
+from tests.support.envoy import EnvoyProcess, free_port, write_config
 
 TD = "example.org"
 NODE = "gateway~ns~gw"
@@ -70,13 +70,13 @@ async def _serve_envoy(tmp_path: Path, *, server_policy: KeepalivePolicy, envoy_
         atomic_write(file, content)
     path = bootstrap.bootstrap_path
     try:
-        async with EnvoyProcess(yaml.safe_load(path.read_text()), tmp_path) as envoy:
-            await envoy.wait_until(lambda: _connected(envoy), "connected to the control plane")
+        with EnvoyProcess.start(write_config(yaml.safe_load(path.read_text()), tmp_path / "bootstrap.json"), log_level="warning") as envoy:
+            await envoy.wait_until_async(lambda: _connected(envoy), "connected to the control plane")
             started = time.monotonic()
             while time.monotonic() - started < seconds and envoy.proc.poll() is None:
                 await asyncio.sleep(1)
-            cx = await envoy.stat("cluster.xds_cluster.upstream_cx_total")
-            state = await envoy.stat("control_plane.connected_state")
+            cx = envoy.stat("cluster.xds_cluster.upstream_cx_total")
+            state = envoy.stat("control_plane.connected_state")
             opened = next(server._stream_ids) - 1
             print(f"\nkeepalive report: {seconds:.0f}s, envoy pings every {envoy_policy.interval_s:g}s, "
                   f"server minimum {server_policy.min_client_ping_interval_ms} ms: upstream_cx_total={cx}, "
@@ -86,8 +86,8 @@ async def _serve_envoy(tmp_path: Path, *, server_policy: KeepalivePolicy, envoy_
         await server.stop(None)
 
 
-async def _connected(envoy: EnvoyProcess) -> bool:
-    return await envoy.stat("control_plane.connected_state") == 1
+def _connected(envoy: EnvoyProcess) -> bool:
+    return envoy.stat("control_plane.connected_state") == 1
 
 
 @pytest.mark.slow

@@ -8,16 +8,16 @@ import asyncio
 
 import grpc
 import pytest
-from adsclient import METHOD, AdsClient
 from envoy_data_plane.envoy.config.core.v3 import Node
 from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest
-from xds_delta_client import DeltaClient
-from xds_helpers import snapshot_of
-from xds_pki import TestPki
 
 from controlplane.xds.limits import StreamLimits
 from controlplane.xds.resources import CLUSTER, ENDPOINT
 from controlplane.xds.server import XdsServer, trust_node_id
+from tests.xds.adsclient import METHOD, AdsClient
+from tests.xds.xds_delta_client import DeltaClient
+from tests.xds.xds_helpers import snapshot_of
+from tests.xds.xds_pki import TestPki
 
 
 def metric(server: XdsServer, name: str, **labels) -> float:

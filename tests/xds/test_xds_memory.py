@@ -14,11 +14,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from adsclient import METHOD
 from envoy_data_plane.envoy.config.core.v3 import Node
 from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest
 
 from controlplane.xds.resources import CLUSTER, ENDPOINT
+from tests.xds.adsclient import METHOD
 
 pytestmark = pytest.mark.slow
 STREAMS, BIG_STREAMS, NAMES = 600, 20, 1000

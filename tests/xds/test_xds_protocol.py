@@ -6,12 +6,12 @@ Each test names the rule of reference/xds-control-planes.md it pins down.
 from __future__ import annotations
 
 import pytest
-from xds_helpers import res, snapshot_of
-from xds_sotw import Stream
 
 from controlplane.xds.cache import Snapshot
 from controlplane.xds.protocol import RequestKind, Response, Subscription, SyncStatus, push_order
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from tests.xds.xds_helpers import res, snapshot_of
+from tests.xds.xds_sotw import Stream
 
 ALL_TYPES = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from xds_helpers import res
-from xds_sotw import Stream
 
 from controlplane.xds.cache import Snapshot
 from controlplane.xds.protocol import WILDCARD_TYPES, Response
 from controlplane.xds.resources import CLUSTER, ENDPOINT, ROUTE
+from tests.xds.xds_helpers import res
+from tests.xds.xds_sotw import Stream
 
 TYPES = (CLUSTER, ENDPOINT, ROUTE)  # one complete type, two partial ones, and the CDS->EDS coupling
 NAMES = ("A", "B")

@@ -7,9 +7,7 @@ from datetime import timedelta
 
 import grpc
 import pytest
-from adsclient import AdsClient
 from cryptography import x509
-from xds_helpers import snapshot_of
 
 from controlplane.cli import main
 from controlplane.identity.ca import CertificateAuthority, xds_roles_of_cert
@@ -25,6 +23,8 @@ from controlplane.identity.xds_auth import (
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.resources import CLUSTER
 from controlplane.xds.server import XdsServer
+from tests.xds.adsclient import AdsClient
+from tests.xds.xds_helpers import snapshot_of
 
 TD = "example.org"
 AGENT = spiffe_id(TD, "team-a", "agent")

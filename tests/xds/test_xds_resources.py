@@ -6,14 +6,14 @@ import pytest
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster
 from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryResponse
 from envoy_data_plane.google.protobuf import Any
-from xds_helpers import res, snapshot_of
-from xds_pki import TestPki
 
 from controlplane.admin.redact import redact
 from controlplane.xds.cache import Snapshot, SnapshotCache
 from controlplane.xds.peer import peer_identity, uri_san
 from controlplane.xds.resources import CLUSTER, LISTENER, ROUTE, XdsResource, message_class, short_name
 from controlplane.xds.wire import encode_discovery_response, varint
+from tests.xds.xds_helpers import res, snapshot_of
+from tests.xds.xds_pki import TestPki
 
 
 def test_from_message_serializes_once_and_infers_the_type_url():

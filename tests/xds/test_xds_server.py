@@ -6,13 +6,13 @@ import asyncio
 
 import grpc
 import pytest
-from adsclient import AdsClient
-from xds_helpers import res, snapshot_of, wait_for_status
-from xds_pki import TestPki
 
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.server import XdsServer, trust_node_id
+from tests.xds.adsclient import AdsClient
+from tests.xds.xds_helpers import res, snapshot_of, wait_for_status
+from tests.xds.xds_pki import TestPki
 
 
 def metric(server: XdsServer, name: str, **labels) -> float:
