@@ -22,6 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "controlplane"
 # module prefix -> the rooms (module prefixes) it may import; the most specific key wins.
 ALLOWED: dict[str, tuple[str, ...]] = {
     "controlplane.logs": (),
+    "controlplane.addresses": (),
     "controlplane.api": ("logs",),
     "controlplane.identity": ("logs",),
     "controlplane.kube.client": ("logs", "api", "kube.client", "kube.kinds"),
@@ -30,12 +31,12 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "controlplane.sources": ("logs", "api", "kube.client", "kube.kinds", "kube.watch"),
     "controlplane.graph": ("logs", "api", "identity.spiffe"),
     "controlplane.xds": ("logs", "identity"),
-    "controlplane.translate": ("logs", "api", "graph.view", "identity", "xds.resources"),
-    "controlplane.kube": ("logs", "api", "identity", "graph", "translate", "xds.resources", "kube"),
+    # xds.keepalive: the one keepalive policy the xDS server enforces and bootstraps ask for
+    "controlplane.translate": ("logs", "api", "graph.view", "identity", "xds.resources", "xds.keepalive"),
+    "controlplane.kube": ("logs", "addresses", "api", "identity", "graph", "translate", "xds.resources", "kube"),
     "controlplane.admin": ("logs", "xds"),
 }
-COMPOSITION_ROOTS = ("controlplane.controller", "controlplane.cli", "controlplane.cluster",
-                     "controlplane.kube.serve", "controlplane.isolation", "controlplane.__main__",
+COMPOSITION_ROOTS = ("controlplane.controller", "controlplane.cli", "controlplane.kube.serve", "controlplane.isolation", "controlplane.__main__",
                      "controlplane")  # the package's own __init__
 TEST_ONLY = ("tests", "mcp", "mcp_types", "rich", "httpx", "httpx2", "envoy", "pytest", "hypothesis",
              "uvicorn", "starlette")
@@ -158,7 +159,7 @@ def test_the_checker_sees_violations_it_must_report(tmp_path):
     assert room_violations(imports) == [
         "controlplane.api.a:3 imports controlplane.graph.model (allowed: logs)",
         ("controlplane.translate.x:2 imports controlplane.graph.model "
-        "(allowed: logs, api, graph.view, identity, xds.resources)")]
+        "(allowed: logs, api, graph.view, identity, xds.resources, xds.keepalive)")]
     assert cycles(imports) == ["circle among controlplane.api.a, controlplane.api.b"]
     assert imports_of_test_support(imports) == ["controlplane.graph.model:2 imports test-only tests.support.envoy"]
     source = tmp_path / "m.py"
