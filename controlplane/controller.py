@@ -23,12 +23,13 @@ from controlplane.api.base import Problem, ResourceKey
 from controlplane.api.changes import ChangeSet
 from controlplane.api.gateway import OUR_CONTROLLER
 from controlplane.graph.model import AuthorizationGraph
-from controlplane.graph.view import gateway_view, managed_gateways
+from controlplane.graph.view import gateway_view, managed_gateways, sidecar_view, workloads
 from controlplane.identity import sds, xds_auth
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager
 from controlplane.logs import clip
 from controlplane.sources.base import Source
+from controlplane.translate.roles import sidecar
 from controlplane.translate.roles.gateway import resources_for
 from controlplane.xds import resources as types
 from controlplane.xds.cache import Snapshot, SnapshotCache
@@ -105,6 +106,7 @@ class Publisher:
             snapshot = Snapshot(built)
             if self.cache.get(node_id) != snapshot:
                 self.cache.set_snapshot(node_id, snapshot)
+        self._publish_sidecars(changed, wanted)
         self.serializer.end()
         for node_id in set(self.published) - set(wanted):
             self.cache.remove(node_id)
@@ -113,8 +115,36 @@ class Publisher:
             self._cache_keys.pop(node_id, None)
         self.published = wanted
         self.ready = True
-        self._gateways.set(len(wanted))
+        self._gateways.set(sum(1 for key in wanted.values() if key.kind == "Gateway"))
         self._build_seconds.observe(time.perf_counter() - started)
+
+    def _publish_sidecars(self, changed: set[ResourceKey] | None, wanted: dict[str, ResourceKey]) -> None:
+        """Every workload's sidecar, under ``sidecar~NS~SA`` (served only to a proxy holding that SVID).
+
+        Rebuilt on every change: a new Service or XBackend can change what a workload serves or reaches
+        without touching anything its last view read. Unchanged resources keep their serialized bytes."""
+        for key in workloads(self.graph):
+            node_id = xds_auth.node_id_for_workload(key.namespace, key.name)
+            wanted[node_id] = key
+            try:
+                view = sidecar_view(self.graph, key)
+                built, self._cache_keys[node_id] = self.serializer.get_tracked(
+                    sidecar.resources_for(view, secrets=self._workload_secrets(view.spiffe_id)))
+            except Exception:  # a bug in one sidecar's translation must not stop the others
+                log.exception("translation of the sidecar of %s failed; it keeps its last config", key)
+                self._failures.inc()
+                continue
+            self._reads[node_id] = set(view.reads)
+            self._recent[node_id] = set(view.reads) if changed is None else set(view.reads) & changed
+            snapshot = Snapshot(built)
+            if self.cache.get(node_id) != snapshot:
+                self.cache.set_snapshot(node_id, snapshot)
+
+    def _workload_secrets(self, spiffe_id: str) -> list[Resource]:
+        """A sidecar's SVID (served inbound, presented outbound) and the trust bundle (SDS)."""
+        secrets = (sds.tls_certificate_secret(sds.WORKLOAD_CERT_SECRET, self.certificates.get(spiffe_id)),
+                   sds.validation_context_secret(sds.TRUST_BUNDLE_SECRET, self.certificates.bundle_pem))
+        return [Resource(types.SECRET, s.name, s.to_dict()) for s in secrets]
 
     def reads(self, node_id: str) -> set[ResourceKey]:
         """The objects the proxy's last published translation read (graph/view.py records them)."""
@@ -203,7 +233,8 @@ class ControlPlane:
             await self.stop()
 
     def published_gateways(self) -> list[ResourceKey]:
-        return list(self.publisher.published.values()) if self.publisher else []
+        published = self.publisher.published.values() if self.publisher else ()
+        return [key for key in published if key.kind == "Gateway"]  # not the sidecars' ServiceAccounts
 
     def _publish(self, changed: set[ResourceKey] | None = None) -> None:
         self.publisher.publish(changed)
