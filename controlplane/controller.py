@@ -57,6 +57,10 @@ class Settings:
     xds_limits: StreamLimits = DEFAULT_LIMITS  # what one xDS client may open and subscribe to
 
 
+WORKLOAD_KINDS = frozenset({"ServiceAccount", "Pod"})  # no graph fragment of their own, yet they make workloads
+SIDECAR_INPUTS = frozenset({"XBackend", "Service", "XAccessPolicy"}) | WORKLOAD_KINDS  # what sidecar views read
+
+
 class Publisher:
     """Builds every managed Gateway's snapshot from the graph and sets it in the cache."""
 
@@ -121,11 +125,16 @@ class Publisher:
     def _publish_sidecars(self, changed: set[ResourceKey] | None, wanted: dict[str, ResourceKey]) -> None:
         """Every workload's sidecar, under ``sidecar~NS~SA`` (served only to a proxy holding that SVID).
 
-        Rebuilt on every change: a new Service or XBackend can change what a workload serves or reaches
-        without touching anything its last view read. Unchanged resources keep their serialized bytes."""
+        Rebuilt whenever an XBackend, Service or policy fragment changed, not only one its view read: a new
+        Service or XBackend can change what a workload serves or reaches without touching anything its
+        last view read. Unchanged resources keep their serialized bytes."""
+        relevant = changed is None or any(key.kind in SIDECAR_INPUTS for key in changed)
         for key in workloads(self.graph):
             node_id = xds_auth.node_id_for_workload(key.namespace, key.name)
             wanted[node_id] = key
+            if not relevant and self.cache.get(node_id) is not None and node_id in self._cache_keys:
+                self.serializer.keep(self._cache_keys[node_id])
+                continue
             try:
                 view = sidecar_view(self.graph, key)
                 built, self._cache_keys[node_id] = self.serializer.get_tracked(
@@ -265,7 +274,7 @@ class ControlPlane:
                 self.problems[origin] = problems
             else:
                 self.problems.pop(origin, None)
-        dirty = self.graph.apply(change)
+        dirty = self.graph.apply(change) | _workload_keys(change)
         if publish and (dirty or not self.publisher.ready or change.synced):
             self._publish(dirty if self.publisher.ready else None)
         self.applied.set()
@@ -275,6 +284,12 @@ class ControlPlane:
             await self.admin.stop()
         if self.xds is not None:
             await self.xds.stop()
+
+
+def _workload_keys(change: ChangeSet) -> set[ResourceKey]:
+    """The ServiceAccounts and Pods a change touched: a new one can be a new workload to publish a sidecar for."""
+    keys = [obj.key for obj in change.upserts] + list(change.deletes)
+    return {key for key in keys if key.kind in WORKLOAD_KINDS}
 
 
 MAX_PROBLEM_LINES = 20  # per origin and change; the rest is counted (`agentic-cp validate` lists them all)

@@ -15,7 +15,7 @@ from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import Secret
 from controlplane.api.base import ResourceKey
 from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
-from controlplane.controller import Publisher
+from controlplane.controller import ControlPlane, Publisher, Settings
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.view import GatewayView, sidecar_view, workloads
 from controlplane.identity.ca import CertificateAuthority
@@ -125,3 +125,16 @@ def test_a_new_grant_reaches_an_agent_that_could_reach_nothing(publisher):
     assert after != before
     assert f"listener-{OUTBOUND_PORT}" in after.resources(types.LISTENER)
 
+
+
+def test_a_new_service_account_alone_gets_its_sidecar_published(tmp_path):
+    """A ServiceAccount has no graph fragment, yet it is a new workload: the control plane publishes it."""
+    plane = ControlPlane(source=None, settings=Settings(state_dir=tmp_path, trust_domain="cluster.local",
+                                                        xds_address="127.0.0.1:0", admin_address="127.0.0.1:0"))
+    plane.publisher = Publisher(graph=plane.graph, cache=plane.cache, certificates=plane.certificates)
+    plane.apply(ChangeSet(upserts=list(DirectorySource(MESH).load().upserts), synced=True), publish=True)
+    assert plane.cache.get("sidecar~agents~newcomer") is None
+    newcomer = parse_object({"apiVersion": "v1", "kind": "ServiceAccount",
+                             "metadata": {"name": "newcomer", "namespace": "agents"}})
+    plane.apply(ChangeSet(upserts=[newcomer]), publish=True)
+    assert plane.cache.get("sidecar~agents~newcomer") is not None
