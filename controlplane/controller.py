@@ -23,12 +23,13 @@ from controlplane.api.base import Problem, ResourceKey
 from controlplane.api.changes import ChangeSet
 from controlplane.api.gateway import OUR_CONTROLLER
 from controlplane.graph.model import AuthorizationGraph
-from controlplane.graph.view import gateway_view, managed_gateways
+from controlplane.graph.view import gateway_view, managed_gateways, sidecar_view, workloads
 from controlplane.identity import sds, xds_auth
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager
 from controlplane.logs import clip
 from controlplane.sources.base import Source
+from controlplane.translate.roles import sidecar
 from controlplane.translate.roles.gateway import resources_for
 from controlplane.xds import resources as types
 from controlplane.xds.cache import Snapshot, SnapshotCache
@@ -54,6 +55,10 @@ class Settings:
     service_account: str = xds_auth.CONTROL_PLANE_SERVICE_ACCOUNT
     admin_token: str | None = None  # bearer token for /debug/*; None: loopback clients only
     xds_limits: StreamLimits = DEFAULT_LIMITS  # what one xDS client may open and subscribe to
+
+
+WORKLOAD_KINDS = frozenset({"ServiceAccount", "Pod"})  # no graph fragment of their own, yet they make workloads
+SIDECAR_INPUTS = frozenset({"XBackend", "Service", "XAccessPolicy"}) | WORKLOAD_KINDS  # what sidecar views read
 
 
 class Publisher:
@@ -105,6 +110,7 @@ class Publisher:
             snapshot = Snapshot(built)
             if self.cache.get(node_id) != snapshot:
                 self.cache.set_snapshot(node_id, snapshot)
+        self._publish_sidecars(changed, wanted)
         self.serializer.end()
         for node_id in set(self.published) - set(wanted):
             self.cache.remove(node_id)
@@ -113,8 +119,41 @@ class Publisher:
             self._cache_keys.pop(node_id, None)
         self.published = wanted
         self.ready = True
-        self._gateways.set(len(wanted))
+        self._gateways.set(sum(1 for key in wanted.values() if key.kind == "Gateway"))
         self._build_seconds.observe(time.perf_counter() - started)
+
+    def _publish_sidecars(self, changed: set[ResourceKey] | None, wanted: dict[str, ResourceKey]) -> None:
+        """Every workload's sidecar, under ``sidecar~NS~SA`` (served only to a proxy holding that SVID).
+
+        Rebuilt whenever an XBackend, Service or policy fragment changed, not only one its view read: a new
+        Service or XBackend can change what a workload serves or reaches without touching anything its
+        last view read. Unchanged resources keep their serialized bytes."""
+        relevant = changed is None or any(key.kind in SIDECAR_INPUTS for key in changed)
+        for key in workloads(self.graph):
+            node_id = xds_auth.node_id_for_workload(key.namespace, key.name)
+            wanted[node_id] = key
+            if not relevant and self.cache.get(node_id) is not None and node_id in self._cache_keys:
+                self.serializer.keep(self._cache_keys[node_id])
+                continue
+            try:
+                view = sidecar_view(self.graph, key)
+                built, self._cache_keys[node_id] = self.serializer.get_tracked(
+                    sidecar.resources_for(view, secrets=self._workload_secrets(view.spiffe_id)))
+            except Exception:  # a bug in one sidecar's translation must not stop the others
+                log.exception("translation of the sidecar of %s failed; it keeps its last config", key)
+                self._failures.inc()
+                continue
+            self._reads[node_id] = set(view.reads)
+            self._recent[node_id] = set(view.reads) if changed is None else set(view.reads) & changed
+            snapshot = Snapshot(built)
+            if self.cache.get(node_id) != snapshot:
+                self.cache.set_snapshot(node_id, snapshot)
+
+    def _workload_secrets(self, spiffe_id: str) -> list[Resource]:
+        """A sidecar's SVID (served inbound, presented outbound) and the trust bundle (SDS)."""
+        secrets = (sds.tls_certificate_secret(sds.WORKLOAD_CERT_SECRET, self.certificates.get(spiffe_id)),
+                   sds.validation_context_secret(sds.TRUST_BUNDLE_SECRET, self.certificates.bundle_pem))
+        return [Resource(types.SECRET, s.name, s.to_dict()) for s in secrets]
 
     def reads(self, node_id: str) -> set[ResourceKey]:
         """The objects the proxy's last published translation read (graph/view.py records them)."""
@@ -203,7 +242,8 @@ class ControlPlane:
             await self.stop()
 
     def published_gateways(self) -> list[ResourceKey]:
-        return list(self.publisher.published.values()) if self.publisher else []
+        published = self.publisher.published.values() if self.publisher else ()
+        return [key for key in published if key.kind == "Gateway"]  # not the sidecars' ServiceAccounts
 
     def _publish(self, changed: set[ResourceKey] | None = None) -> None:
         self.publisher.publish(changed)
@@ -234,7 +274,7 @@ class ControlPlane:
                 self.problems[origin] = problems
             else:
                 self.problems.pop(origin, None)
-        dirty = self.graph.apply(change)
+        dirty = self.graph.apply(change) | _workload_keys(change)
         if publish and (dirty or not self.publisher.ready or change.synced):
             self._publish(dirty if self.publisher.ready else None)
         self.applied.set()
@@ -244,6 +284,12 @@ class ControlPlane:
             await self.admin.stop()
         if self.xds is not None:
             await self.xds.stop()
+
+
+def _workload_keys(change: ChangeSet) -> set[ResourceKey]:
+    """The ServiceAccounts and Pods a change touched: a new one can be a new workload to publish a sidecar for."""
+    keys = [obj.key for obj in change.upserts] + list(change.deletes)
+    return {key for key in keys if key.kind in WORKLOAD_KINDS}
 
 
 MAX_PROBLEM_LINES = 20  # per origin and change; the rest is counted (`agentic-cp validate` lists them all)

@@ -1,5 +1,9 @@
 """Core and discovery kinds, so that a directory can describe a whole cluster:
-Namespace, Service, ServiceAccount (v1) and EndpointSlice (discovery.k8s.io/v1)."""
+Namespace, Service, ServiceAccount, Pod (v1) and EndpointSlice (discovery.k8s.io/v1).
+
+A workload (a ServiceAccount's pods, what a sidecar serves) is found as Kubernetes itself records it:
+an EndpointSlice endpoint's `targetRef` names its Pod, and the Pod's `spec.serviceAccountName` its
+ServiceAccount (Kubernetes' default, `default`, when unset). So a cluster source watches the same kinds."""
 
 from __future__ import annotations
 
@@ -17,6 +21,15 @@ class Namespace(Resource):
 
 class ServiceAccount(Resource):
     KIND: ClassVar[str] = "ServiceAccount"
+
+
+class PodSpec(LenientModel):
+    service_account_name: str = Field(default="default", alias="serviceAccountName", min_length=1)
+
+
+class Pod(Resource):
+    KIND: ClassVar[str] = "Pod"
+    spec: PodSpec = Field(default_factory=PodSpec)
 
 
 class ServicePort(LenientModel):
@@ -48,10 +61,24 @@ class EndpointConditions(LenientModel):
     terminating: bool | None = None
 
 
+class ObjectReference(LenientModel):
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+
+
 class Endpoint(LenientModel):
     addresses: list[str] = Field(min_length=1, max_length=100)
     conditions: EndpointConditions = Field(default_factory=EndpointConditions)
     zone: str | None = None
+    target_ref: ObjectReference | None = Field(default=None, alias="targetRef")
+
+    def pod(self, slice_namespace: str) -> tuple[str, str] | None:
+        """(namespace, name) of the Pod behind this endpoint, if its targetRef names one."""
+        ref = self.target_ref
+        if ref is None or ref.kind != "Pod" or not ref.name:
+            return None
+        return ref.namespace or slice_namespace, ref.name
 
     @property
     def is_ready(self) -> bool:

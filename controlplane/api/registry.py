@@ -29,6 +29,7 @@ MODELS: dict[tuple[str, str, str], type[Resource]] = {
     ("", "v1", "Namespace"): core.Namespace,
     ("", "v1", "Service"): core.Service,
     ("", "v1", "ServiceAccount"): core.ServiceAccount,
+    ("", "v1", "Pod"): core.Pod,
     ("discovery.k8s.io", "v1", "EndpointSlice"): core.EndpointSlice,
 }
 KNOWN_KINDS = {kind for (_, _, kind) in MODELS}

@@ -3,8 +3,8 @@
 A fragment is a pure function of the resources it reads through a `Reader`; the reader records those
 reads, so that a later change re-computes exactly the fragments that looked at what changed (see
 model.py). Node ids are strings such as `gateway:ns/name`, `listener:ns/name/section`,
-`route:ns/name/0`, `backend:XBackend:ns/name`, `backend:Service:ns/name`, `policy:ns/name` and
-`identity:spiffe://...`.
+`route:ns/name/0`, `backend:XBackend:ns/name`, `backend:Service:ns/name`, `policy:ns/name`,
+`identity:spiffe://...` and `workload:ns/serviceaccount` (a ServiceAccount's pods: what a sidecar serves).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from controlplane.api.agentic import GATEWAY_GROUP, GROUP, Action, XAccessPolicy, XBackend
 from controlplane.api.base import Resource, ResourceKey
-from controlplane.api.core import Namespace, Service
+from controlplane.api.core import Namespace, Pod, Service
 from controlplane.api.gateway import Gateway, HTTPRoute, Listener, ParentRef, ReferenceGrant
 from controlplane.graph.admission import TARGET_NOT_FOUND, UNSUPPORTED_TARGET, Condition
 from controlplane.graph.routing import hostnames_intersect
@@ -46,6 +46,11 @@ def policy_node(key: ResourceKey) -> str:
 
 def identity_node(principal: str) -> str:
     return f"identity:{principal}"
+
+
+def workload_node(key: ResourceKey) -> str:
+    """The node of a workload, keyed by its ServiceAccount."""
+    return f"workload:{key.ref}"
 
 
 class Reader(Protocol):
@@ -186,9 +191,13 @@ def xbackend_fragment(backend: XBackend, reader: Reader) -> Output:
     if mcp.service_name is not None:
         endpoints = _ready_endpoints(backend.namespace, mcp.service_name, mcp.port, reader)
     out = Output()
-    out.nodes[backend_node(backend.key)] = {
+    bid = backend_node(backend.key)
+    out.nodes[bid] = {
         "type": "backend", "kind": "XBackend", "key": backend.key, "service_name": mcp.service_name,
         "hostname": mcp.hostname, "port": mcp.port, "path": mcp.path, "endpoints": endpoints}
+    service = ResourceKey("Service", backend.namespace, mcp.service_name) if mcp.service_name else None
+    if service is not None and reader.get(service) is not None:
+        out.edge(bid, backend_node(service), rel="service", port=mcp.port)  # the sidecars serving it enforce it
     return out
 
 
@@ -196,9 +205,27 @@ def service_fragment(service: Service, reader: Reader) -> Output:
     ports = tuple(p.port for p in service.spec.ports)
     endpoints = {port: _ready_endpoints(service.namespace, service.name, port, reader) for port in ports}
     out = Output()
-    out.nodes[backend_node(service.key)] = {"type": "backend", "kind": "Service", "key": service.key,
-                                            "ports": ports, "endpoints": tuple(sorted(endpoints.items()))}
+    sid = backend_node(service.key)
+    out.nodes[sid] = {"type": "backend", "kind": "Service", "key": service.key,
+                      "ports": ports, "endpoints": tuple(sorted(endpoints.items()))}
+    for account in _workloads(service, reader):
+        wid = workload_node(account)
+        out.nodes[wid] = {"type": "workload", "key": account}
+        out.edge(wid, sid, rel="serves")
     return out
+
+
+def _workloads(service: Service, reader: Reader) -> list[ResourceKey]:
+    """The ServiceAccounts whose pods back the Service: EndpointSlice endpoint -> targetRef Pod -> its
+    serviceAccountName. An endpoint without a Pod behind it (or a Pod not known yet) names no workload."""
+    found = set()
+    for eps in reader.index(("slices-for", service.namespace, service.name)):
+        for endpoint in eps.endpoints:
+            ref = endpoint.pod(eps.namespace)
+            pod = reader.get(ResourceKey("Pod", *ref)) if ref else None
+            if isinstance(pod, Pod):
+                found.add(ResourceKey("ServiceAccount", pod.namespace, pod.spec.service_account_name))
+    return sorted(found)
 
 
 def _ready_endpoints(namespace: str, service_name: str, service_port: int, reader: Reader) -> tuple:

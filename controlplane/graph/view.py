@@ -7,6 +7,10 @@ proxy only when a change touched one of them, so that set cannot drift from tran
 
 The view leaves out what status reports as not programmable: listeners of protocols other than HTTP and
 HTTPS, and conflicted listeners (graph/listeners.py).
+
+A sidecar's view (`sidecar_view`) is one workload (a ServiceAccount's pods): inbound, the XBackends whose
+Service it serves, with their policies; outbound, only the XBackends its identity may reach (some Allow
+rule names it or any caller, or no Allow policy attaches), so its config grows with what it may reach.
 """
 
 from __future__ import annotations
@@ -24,12 +28,33 @@ from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.request import BASE_EXACT_METHODS, BASE_PREFIX_METHODS
 from controlplane.graph.routing import match_precedence, route_age
 from controlplane.graph.rules import ANY_SOURCE, NO_SOURCE, ResolvedRule
+from controlplane.identity.spiffe import spiffe_id
 
 __all__ = [
-    "ANY_SOURCE", "BASE_EXACT_METHODS", "BASE_PREFIX_METHODS", "NO_SOURCE", "AuthorizationGraph", "AuthorizerView",
-    "BackendRefView", "BackendView", "GatewayView", "ListenerView", "PolicyAttachment", "ResolvedRule",
-    "RouteAttachment", "RouteRuleView", "gateway_view", "managed_gateways",
+    "ANY_SOURCE",
+    "BASE_EXACT_METHODS",
+    "BASE_PREFIX_METHODS",
+    "NO_SOURCE",
+    "AuthorizationGraph",
+    "AuthorizerView",
+    "BackendRefView",
+    "BackendView",
+    "GatewayView",
+    "InboundView",
+    "ListenerView",
+    "OutboundView",
+    "PolicyAttachment",
+    "ResolvedRule",
+    "RouteAttachment",
+    "RouteRuleView",
+    "SidecarView",
+    "gateway_view",
+    "managed_gateways",
+    "sidecar_view",
+    "workloads",
 ]
+
+CLUSTER_DOMAIN = "cluster.local"  # Kubernetes' default DNS domain: <svc>.<ns>.svc.cluster.local
 
 HTTP_PROTOCOLS = {"HTTP": False, "HTTPS": True}  # protocol -> terminates TLS
 
@@ -121,6 +146,51 @@ class GatewayView:
     reads: frozenset[ResourceKey] = field(default=frozenset(), compare=False)
 
 
+@dataclass(frozen=True)
+class InboundView:
+    """An XBackend whose Service this workload serves: requests for it go to the local app port."""
+
+    service: ResourceKey
+    hostnames: tuple[str, ...]  # the Service's DNS names (and cluster IP)
+    app_port: int  # the Service port's target port on the pod
+    rule: RouteRuleView  # one catch-all rule to the XBackend, which carries its policies
+
+
+@dataclass(frozen=True)
+class OutboundView:
+    """An XBackend this workload may reach, through its Service's endpoints."""
+
+    backend: ResourceKey
+    service: ResourceKey
+    port: int
+    hostnames: tuple[str, ...]
+    addresses: tuple[str, ...]  # ready endpoint addresses (their sidecars)
+    peers: tuple[str, ...]  # SPIFFE IDs of the workloads behind them: the only certificates accepted
+
+
+@dataclass(frozen=True)
+class SidecarView:
+    key: ResourceKey  # the workload's ServiceAccount
+    spiffe_id: str
+    inbound: tuple[InboundView, ...]
+    outbound: tuple[OutboundView, ...]
+    reads: frozenset[ResourceKey] = field(default=frozenset(), compare=False)
+
+
+def workloads(graph: AuthorizationGraph) -> list[ResourceKey]:
+    """Every known workload: ServiceAccounts, those Pods run as, and those serving a Service."""
+    found = {sa.key for sa in graph.of_kind("ServiceAccount")}
+    found |= {ResourceKey("ServiceAccount", pod.namespace, pod.spec.service_account_name)
+              for pod in graph.of_kind("Pod")}
+    found |= {data["key"] for _, data in graph.graph.nodes(data=True) if data.get("type") == "workload"}
+    return sorted(found)
+
+
+def sidecar_view(graph: AuthorizationGraph, key: ResourceKey) -> SidecarView:
+    """One workload's sidecar as translation sees it."""
+    return _Reader(graph).sidecar(key)
+
+
 def managed_gateways(graph: AuthorizationGraph) -> list[ResourceKey]:
     """The Gateways of a class this control plane manages."""
     return [gw.key for gw in graph.of_kind("Gateway") if _managed(graph, gw.key)]
@@ -159,6 +229,69 @@ class _Reader:
                 listeners.append(self._listener(gid, lid, attrs))
         listeners.sort(key=lambda lst: lst.name)
         return GatewayView(key, tuple(listeners), frozenset(self.reads))
+
+    def sidecar(self, key: ResourceKey) -> SidecarView:
+        self.reads.add(key)
+        me = spiffe_id(self._graph.trust_domain, key.namespace, key.name)
+        served = [sid for _, sid, data in self._nx.out_edges(fragments.workload_node(key), data=True)
+                  if data["rel"] == "serves"] if fragments.workload_node(key) in self._nx else []
+        inbound = [view for sid in sorted(served) for view in self._inbound(sid)]
+        outbound = [view for bid, attrs in sorted(self._nx.nodes(data=True))
+                    if attrs.get("kind") == "XBackend" and attrs.get("service_name")
+                    for view in self._outbound(bid, me)]
+        return SidecarView(key, me, tuple(inbound), tuple(outbound), frozenset(self.reads))
+
+    def _inbound(self, sid: str) -> list[InboundView]:
+        node = self._nx.nodes[sid]
+        self.reads.add(node["key"])
+        views = []
+        for bid, _, data in sorted(self._nx.in_edges(sid, data=True)):
+            if data["rel"] != "service":
+                continue
+            backend = self._backend(bid)
+            rule = RouteRuleView(f"{backend.key.ref}/inbound", backend.key, 0, None, (), (),
+                                 (BackendRefView(backend, data["port"], 1),))
+            views.append(InboundView(node["key"], self._hostnames(node["key"]),
+                                     self._target_port(node, data["port"]), rule))
+        return views
+
+    def _outbound(self, bid: str, me: str) -> list[OutboundView]:
+        backend = self._backend(bid)
+        node = self._nx.nodes[bid]
+        services = [sid for _, sid, data in self._nx.out_edges(bid, data=True) if data["rel"] == "service"]
+        if not services or not _may_reach(backend.policies, me):
+            return []
+        service = self._nx.nodes[services[0]]["key"]
+        self.reads.add(service)
+        peers = sorted(spiffe_id(self._graph.trust_domain, w.namespace, w.name)
+                       for w in self._serving(services[0]))
+        if not peers:  # no workload known behind it: its certificate could not be checked
+            return []
+        addresses = tuple(sorted({address for address, _ in node["endpoints"]}))
+        return [OutboundView(backend.key, service, node["port"], self._hostnames(service), addresses,
+                             tuple(peers))]
+
+    def _serving(self, sid: str) -> list[ResourceKey]:
+        return [self._nx.nodes[wid]["key"] for wid, _, data in self._nx.in_edges(sid, data=True)
+                if data["rel"] == "serves"]
+
+    def _hostnames(self, service: ResourceKey) -> tuple[str, ...]:
+        name, ns = service.name, service.namespace
+        names = [name, f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.{CLUSTER_DOMAIN}"]
+        obj = self._graph.get(service)
+        cluster_ip = getattr(getattr(obj, "spec", None), "cluster_ip", None)
+        if cluster_ip and cluster_ip != "None":
+            names.append(cluster_ip)
+        return tuple(names)
+
+    def _target_port(self, node: dict, port: int) -> int:
+        """The pod port behind a Service port: its numeric targetPort, else what the EndpointSlices say."""
+        service = self._graph.get(node["key"])
+        spec_port = service.port(port) if service is not None else None
+        if spec_port is not None and isinstance(spec_port.target_port, int):
+            return spec_port.target_port
+        endpoints = dict(node["endpoints"]).get(port, ())
+        return endpoints[0][1] if endpoints else port
 
     def _listener(self, gid: str, lid: str, attrs: dict) -> ListenerView:
         routes = tuple(RouteAttachment(self._rule(rid), tuple(data["hostnames"]))
@@ -215,3 +348,10 @@ def _attachment(view, node: dict) -> PolicyAttachment:
         authorizer = AuthorizerView(auth.protocol, ref.namespace or view.key.namespace, ref.name, ref.port,
                                     tuple(node["ext_auth_endpoints"]))
     return PolicyAttachment(view.key, view.action, view.rules, auth, authorizer, view.withheld)
+
+
+def _may_reach(policies: tuple[PolicyAttachment, ...], caller: str) -> bool:
+    """Whether some Allow rule may admit the caller (or no Allow policy attaches); the tool's sidecar
+    still decides each request, this only keeps unreachable destinations out of the caller's config."""
+    allows = [p for p in policies if p.action is Action.ALLOW]
+    return not allows or any(r.principal in (ANY_SOURCE, caller) for p in allows for r in p.rules)

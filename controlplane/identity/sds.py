@@ -28,6 +28,7 @@ __all__ = [
     "SECRET_TYPE_URL",
     "SERVER_CERT_SECRET",
     "TRUST_BUNDLE_SECRET",
+    "WORKLOAD_CERT_SECRET",
     "cert_secret_name",
     "tls_certificate_secret",
     "uri_san_matchers",
@@ -36,6 +37,7 @@ __all__ = [
 
 SECRET_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 SERVER_CERT_SECRET = "gateway-cert"
+WORKLOAD_CERT_SECRET = "workload-cert"  # a sidecar's SVID: served inbound, presented outbound
 TRUST_BUNDLE_SECRET = "spiffe-trust-bundle"
 
 

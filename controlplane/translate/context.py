@@ -12,15 +12,21 @@ from controlplane.xds.resources import Resource
 
 ADS = {"ads": {}, "resourceApiVersion": "V3"}  # every dependent resource comes over the one ADS stream
 GATEWAY, BACKEND = "gateway", "backend"  # the two levels of policy: a Gateway's (listener's), an XBackend's
+SIDECAR_INBOUND, SIDECAR_OUTBOUND = "sidecar-inbound", "sidecar-outbound"  # roles/sidecar.py's two sides
 
 
 @dataclass(frozen=True)
 class ProxyContext:
     """What one proxy's translation is about, for every hook."""
 
-    role: str  # "gateway"; the next roles: "sidecar-inbound", "sidecar-outbound", "egress"
-    gateway: GatewayView
+    role: str  # "gateway", "sidecar-inbound", "sidecar-outbound"; next: "egress"
+    gateway: GatewayView  # a sidecar's inbound side is shaped as one too (its key: the ServiceAccount)
     secrets: tuple[Resource, ...] = ()  # the proxy's SDS secrets (server certificate, trust bundle)
+
+    @property
+    def enforces_policy(self) -> bool:
+        """Whether requests are decided here; an agent's outbound side only routes (the tool's side decides)."""
+        return self.role != SIDECAR_OUTBOUND
 
     @property
     def stat_name(self) -> str:

@@ -172,7 +172,9 @@ class RawMcpClient:
         ca: StrPath | None = None,
         timeout: float = 10.0,
         protocol_version: str = PROTOCOL_VERSION,
+        proxy: str | None = None,
     ) -> None:
+        """``proxy``: an explicit HTTP proxy (an agent's sidecar: ``http://127.0.0.1:15001``), never the env's."""
         self.url = base_url
         self.session_id: str | None = None
         self._headers = dict(BASE_HEADERS, **{"mcp-protocol-version": protocol_version})
@@ -182,6 +184,7 @@ class RawMcpClient:
             timeout=httpx2.Timeout(timeout),
             follow_redirects=False,
             trust_env=False,  # a proxy from the environment must never sit between a test and its gateway
+            proxy=proxy,
         )
 
     async def __aenter__(self) -> Self:

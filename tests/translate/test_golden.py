@@ -9,7 +9,8 @@ also loaded into a static bootstrap and checked by `envoy --mode validate`.
 An input is a YAML stream. Its first document may be the case's header:
 
     case:
-      gateway: NAMESPACE/NAME      # the proxy to translate for (required)
+      gateway: NAMESPACE/NAME      # the proxy to translate for: a Gateway's (gateway role),
+      workload: NAMESPACE/SA       #   or a workload's sidecar (sidecar role); one of the two is required
       include: [PATH, ...]         # files or folders loaded first, relative to the repo root
       requires: PATH               # skip, saying why, when this path (e.g. under ../shared) is absent
 
@@ -33,6 +34,7 @@ from controlplane.identity import sds
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.sources.directory import DirectorySource
 from controlplane.translate.roles.gateway import gateway_resources
+from controlplane.translate.roles.sidecar import sidecar_resources
 from controlplane.xds import resources as types
 from controlplane.xds.resources import Resource
 from tests.conftest import ROOT
@@ -46,7 +48,9 @@ TYPE_OF_KIND = {kind: type_url for type_url, kind in OUTPUT_KINDS.items()}
 
 
 def translate(graph: AuthorizationGraph, proxy: ResourceKey, *, secrets: list[Resource]) -> list[Resource]:
-    """The one call of the translation entry point (its module moves with the roles restructuring)."""
+    """The one call of each role's translation entry point: a Gateway's, or a workload's sidecar."""
+    if proxy.kind == "ServiceAccount":
+        return sidecar_resources(graph, proxy, secrets=secrets)
     return gateway_resources(graph, proxy, secrets=secrets)
 
 
@@ -62,8 +66,9 @@ class Case:
     def read(cls, path: Path) -> Case:
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
         header = docs.pop(0)["case"] if docs and "case" in docs[0] else {}
-        namespace, _, name = header["gateway"].partition("/")
-        return cls(name=path.stem, gateway=ResourceKey("Gateway", namespace, name),
+        kind, ref = ("ServiceAccount", header["workload"]) if "workload" in header else ("Gateway", header["gateway"])
+        namespace, _, name = ref.partition("/")
+        return cls(name=path.stem, gateway=ResourceKey(kind, namespace, name),
                    include=[(ROOT / p).resolve() for p in header.get("include", [])],
                    requires=(ROOT / header["requires"]).resolve() if "requires" in header else None,
                    documents=docs)
@@ -139,7 +144,7 @@ def test_every_output_has_an_input():
 
 
 # Which case shows each Envoy feature and role (issue 8: at least one per feature and per role), and the
-# text in its output that proves it. Every case translates through the gateway role (`translate`).
+# text in its output that proves it. A case translates through the gateway or the sidecar role (`translate`).
 COVERAGE = [
     ("mcp filter", "quickstart", "listeners", "envoy.filters.http.mcp"),
     ("rbac: ServiceAccount source", "quickstart", "routes", "quickstart/quickstart-agents-only#research-agent"),
@@ -155,6 +160,13 @@ COVERAGE = [
     ("tls: HTTPS listener with SDS", "quickstart", "listeners", "tlsCertificateSdsSecretConfigs"),
     ("plain HTTP listener", "gateway-api", "listeners", "name: listener-80"),
     ("Service backend beside an XBackend", "gateway-api", "clusters", "service/team-a/mcp-svc/3001"),
+    ("sidecar inbound: STRICT mTLS with the workload's SVID", "sidecar-inbound", "listeners", "workload-cert"),
+    ("sidecar inbound: XBackend grants", "sidecar-inbound", "routes", "tools/weather-grants#research"),
+    ("sidecar inbound: the local app port", "sidecar-inbound", "clusters", "inbound|3001"),
+    ("sidecar outbound: explicit proxy on 15001", "sidecar-outbound", "listeners", "portValue: 15001"),
+    ("sidecar outbound: peer SPIFFE ID pinned", "sidecar-outbound", "clusters",
+     "spiffe://cluster.local/ns/tools/sa/weather-server"),
+    ("sidecar outbound: to the peers' inbound port", "sidecar-outbound", "endpoints", "portValue: 15006"),
 ]
 
 
@@ -175,6 +187,8 @@ def runtime_secrets() -> list[Resource]:
     ca = CertificateAuthority.create(trust_domain="cluster.local")
     ident = ca.issue("spiffe://cluster.local/ns/golden/sa/gateway")
     return [Resource(types.SECRET, sds.SERVER_CERT_SECRET, sds.tls_certificate_secret(sds.SERVER_CERT_SECRET, ident)),
+            Resource(types.SECRET, sds.WORKLOAD_CERT_SECRET,
+                     sds.tls_certificate_secret(sds.WORKLOAD_CERT_SECRET, ident)),
             Resource(types.SECRET, sds.TRUST_BUNDLE_SECRET,
                      sds.validation_context_secret(sds.TRUST_BUNDLE_SECRET, ca.bundle_pem))]
 

@@ -35,12 +35,18 @@ def _inline_rds(listener: dict, routes: dict) -> dict:
             hcm = f["typedConfig"]
             if "rds" in hcm:
                 hcm["routeConfig"] = routes[hcm.pop("rds")["routeConfigName"]]
-        tls = chain.get("transportSocket", {}).get("typedConfig", {}).get("commonTlsContext", {})
-        for ref in tls.get("tlsCertificateSdsSecretConfigs", []):
-            ref.pop("sdsConfig", None)
-        if "validationContextSdsSecretConfig" in tls:
-            tls["validationContextSdsSecretConfig"].pop("sdsConfig", None)
+        _static_secret_refs(chain)
     return listener
+
+
+def _static_secret_refs(holder: dict) -> None:
+    """SDS references of a listener's or cluster's TLS context -> the static secrets of the same name."""
+    tls = holder.get("transportSocket", {}).get("typedConfig", {}).get("commonTlsContext", {})
+    for ref in tls.get("tlsCertificateSdsSecretConfigs", []):
+        ref.pop("sdsConfig", None)
+    validation = tls.get("combinedValidationContext", tls)
+    if "validationContextSdsSecretConfig" in validation:
+        validation["validationContextSdsSecretConfig"].pop("sdsConfig", None)
 
 
 def _static_cluster(cluster: dict, cla: dict) -> dict:
@@ -48,6 +54,7 @@ def _static_cluster(cluster: dict, cla: dict) -> dict:
         cluster = {k: v for k, v in cluster.items() if k != "edsClusterConfig"}
         cluster["type"] = "STATIC"
         cluster["loadAssignment"] = cla[cluster["name"]]
+    _static_secret_refs(cluster)
     return cluster
 
 

@@ -62,6 +62,8 @@ class ExtAuthz(Feature):
     name = "ext_authz"
 
     def http_filters(self, port: PortContext) -> list[dict]:
+        if not port.proxy.enforces_policy:
+            return []
         marks = [{"name": extauth_rbac_filter(level), "typedConfig": {"@type": RBAC_TYPE}} for level in (GATEWAY, BACKEND)]
         return marks + [{"name": ext_authz_filter(level), "typedConfig": _ext_authz(level)}
                         for level in (GATEWAY, BACKEND)]

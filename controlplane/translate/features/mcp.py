@@ -53,6 +53,8 @@ class Mcp(Feature):
     name = "mcp"
 
     def http_filters(self, port: PortContext) -> list[dict]:
+        if not port.proxy.enforces_policy:
+            return []
         return [{"name": MCP_FILTER, "typedConfig": mcp_filter_config()}]
 
     def route_config(self, proxy: ProxyContext, rule: RouteRuleView) -> dict:

@@ -61,6 +61,8 @@ class Rbac(Feature):
     name = "rbac"
 
     def http_filters(self, port: PortContext) -> list[dict]:
+        if not port.proxy.enforces_policy:
+            return []
         return [{"name": rbac_filter(level), "typedConfig": {"@type": RBAC_TYPE}} for level in (GATEWAY, BACKEND)]
 
     def virtual_host_config(self, proxy: ProxyContext, listener: ListenerView) -> dict:

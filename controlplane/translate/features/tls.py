@@ -1,10 +1,13 @@
 """Downstream mTLS on HTTPS ports: the client certificate is required and validated against the mesh
-trust bundle; the server certificate and the bundle are delivered over SDS (identity/sds.py)."""
+trust bundle; the server certificate and the bundle are delivered over SDS (identity/sds.py).
+
+A gateway presents its gateway certificate; a sidecar's inbound side presents its workload's SVID
+(STRICT mTLS: a caller without a certificate from the mesh CA gets no connection)."""
 
 from __future__ import annotations
 
-from controlplane.identity.sds import SERVER_CERT_SECRET, TRUST_BUNDLE_SECRET
-from controlplane.translate.context import ADS, PortContext, ProxyContext
+from controlplane.identity.sds import SERVER_CERT_SECRET, TRUST_BUNDLE_SECRET, WORKLOAD_CERT_SECRET
+from controlplane.translate.context import ADS, SIDECAR_INBOUND, PortContext, ProxyContext
 from controlplane.translate.features.base import Feature
 from controlplane.xds.resources import Resource
 
@@ -17,19 +20,20 @@ class DownstreamTls(Feature):
     def filter_chain_patch(self, port: PortContext) -> dict:
         if not port.tls:
             return {}
-        return {"transportSocket": {"name": "envoy.transport_sockets.tls", "typedConfig": downstream_tls()}}
+        cert = WORKLOAD_CERT_SECRET if port.proxy.role == SIDECAR_INBOUND else SERVER_CERT_SECRET
+        return {"transportSocket": {"name": "envoy.transport_sockets.tls", "typedConfig": downstream_tls(cert)}}
 
     def resources(self, proxy: ProxyContext) -> list[Resource]:
         """The SDS secrets, only where some port terminates TLS."""
         return list(proxy.secrets) if any(listener.tls for listener in proxy.gateway.listeners) else []
 
 
-def downstream_tls() -> dict:
+def downstream_tls(cert_secret: str = SERVER_CERT_SECRET) -> dict:
     return {
         "@type": DOWNSTREAM_TLS_TYPE,
         "requireClientCertificate": True,
         "commonTlsContext": {
-            "tlsCertificateSdsSecretConfigs": [{"name": SERVER_CERT_SECRET, "sdsConfig": ADS}],
+            "tlsCertificateSdsSecretConfigs": [{"name": cert_secret, "sdsConfig": ADS}],
             "validationContextSdsSecretConfig": {"name": TRUST_BUNDLE_SECRET, "sdsConfig": ADS},
             "alpnProtocols": ["h2", "http/1.1"],
         },

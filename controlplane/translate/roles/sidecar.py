@@ -1,0 +1,179 @@
+"""Everything one workload's sidecar Envoy needs, from its view: an inbound side and an outbound side.
+
+Inbound (the tool's side, Istio's port 15006): STRICT mTLS (the caller's certificate from the mesh CA is
+required; its URI SAN is the caller's SPIFFE ID), then the same features as at the gateway, through the
+same hooks: the MCP filter, ExternalAuth, RBAC (each XBackend's policies in the weighted cluster's
+`typed_per_filter_config`, as at the gateway), the JSON-RPC denial, the access log. One virtual host
+per Service the workload serves, matched by the Service's names; its route goes to the app on the
+pod's loopback, at the Service port's target port.
+
+Outbound (the agent's side, Istio's port 15001, explicit proxy for now: `HTTP_PROXY=http://127.0.0.1:15001`):
+one virtual host per XBackend the workload may reach (graph/view.py decides), matched by the Service's
+names, to an EDS cluster of its endpoints' sidecars (their inbound port) over mTLS that accepts only the
+SPIFFE IDs of the workloads behind that Service. Any other host gets 403: a destination the graph does
+not let this workload reach is not configured at all. The outbound side decides nothing else: the
+tool's side enforces, with the identity it proved. It listens on loopback only, so that no other pod
+can borrow this workload's identity through it.
+
+A side with nothing to serve gets no listener (its connections are refused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from controlplane.api.base import ResourceKey
+from controlplane.graph.view import (
+    AuthorizationGraph,
+    GatewayView,
+    InboundView,
+    ListenerView,
+    OutboundView,
+    RouteAttachment,
+    SidecarView,
+    sidecar_view,
+)
+from controlplane.identity.sds import TRUST_BUNDLE_SECRET, WORKLOAD_CERT_SECRET
+from controlplane.translate import clusters, listener, route_config
+from controlplane.translate.context import ADS, SIDECAR_INBOUND, SIDECAR_OUTBOUND, PortContext, ProxyContext
+from controlplane.translate.features import FEATURES
+from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource
+
+INBOUND_PORT, OUTBOUND_PORT, ADMIN_PORT = 15006, 15001, 15000  # Istio's well-known ports
+OUTBOUND_BIND = "127.0.0.1"  # explicit proxy: only the pod's own processes may send through it
+APP_ADDRESS = "127.0.0.1"  # the app beside the sidecar
+NOT_REACHABLE = "this workload may not reach that destination\n"
+
+
+def sidecar_resources(graph: AuthorizationGraph, workload: ResourceKey, *, secrets: list[Resource]) -> list[Resource]:
+    return resources_for(sidecar_view(graph, workload), secrets=secrets)
+
+
+def resources_for(view: SidecarView, *, secrets: Iterable[Resource]) -> list[Resource]:
+    secrets = tuple(secrets)
+    out: list[Resource] = []
+    if view.inbound:
+        out += _inbound(view, secrets)
+    if view.outbound:
+        out += _outbound(view, secrets)
+    if out:
+        out += secrets
+    return _merged(out)
+
+
+# --- inbound --------------------------------------------------------------------------------------------
+
+
+def inbound_cluster_name(app_port: int) -> str:
+    return f"inbound|{app_port}"
+
+
+def _inbound(view: SidecarView, secrets: tuple[Resource, ...]) -> list[Resource]:
+    served = _first_per_service(view.inbound)
+    routes = tuple(RouteAttachment(entry.rule, entry.hostnames) for entry in served)
+    side = GatewayView(view.key, (ListenerView("inbound", INBOUND_PORT, True, routes, ()),), view.reads)
+    proxy = ProxyContext(SIDECAR_INBOUND, side, secrets)
+    port = PortContext(proxy, INBOUND_PORT, True, side.listeners)
+    out = [Resource(LISTENER, listener.listener_name(INBOUND_PORT), listener.listener(port, FEATURES)),
+           Resource(ROUTE, route_config.route_config_name(INBOUND_PORT), _inbound_routes(proxy, served))]
+    out += [Resource(CLUSTER, inbound_cluster_name(p), _local_cluster(p)) for p in {e.app_port for e in served}]
+    return out + [r for feature in FEATURES for r in feature.resources(proxy)]
+
+
+def _first_per_service(entries: tuple[InboundView, ...]) -> list[InboundView]:
+    """One entry per Service: hosts match without their port, so two XBackends on one Service cannot be told
+    apart; the first (by name) is served."""
+    seen: dict[ResourceKey, InboundView] = {}
+    for entry in entries:
+        seen.setdefault(entry.service, entry)
+    return list(seen.values())
+
+
+def _inbound_routes(proxy: ProxyContext, served: list[InboundView]) -> dict:
+    side = proxy.gateway.listeners[0]
+    vhosts = []
+    for entry in served:
+        ref = entry.rule.backends[0]
+        cluster: dict = {"name": inbound_cluster_name(entry.app_port), "weight": 1}
+        _add_configs(cluster, (f.weighted_cluster_config(proxy, ref) for f in FEATURES))
+        route: dict = {"name": entry.rule.name, "match": {"prefix": "/"},
+                       "route": {"weightedClusters": {"clusters": [cluster]}, "timeout": "0s"}}
+        _add_configs(route, (f.route_config(proxy, entry.rule) for f in FEATURES))
+        vhost: dict = {"name": f"inbound/{entry.service.ref}", "domains": list(entry.hostnames), "routes": [route]}
+        _add_configs(vhost, (f.virtual_host_config(proxy, side) for f in FEATURES))
+        vhosts.append(vhost)
+    return {"name": route_config.route_config_name(INBOUND_PORT), "virtualHosts": vhosts,
+            "ignorePortInHostMatching": True}
+
+
+def _local_cluster(app_port: int) -> dict:
+    name = inbound_cluster_name(app_port)
+    return {"name": name, "type": "STATIC", "connectTimeout": clusters.CONNECT_TIMEOUT,
+            "loadAssignment": clusters.load_assignment(name, ((APP_ADDRESS, app_port),))}
+
+
+# --- outbound -------------------------------------------------------------------------------------------
+
+
+def outbound_cluster_name(entry: OutboundView) -> str:
+    return f"outbound|{entry.port}||{entry.hostnames[3]}"  # Istio's form: outbound|PORT||FQDN
+
+
+def _outbound(view: SidecarView, secrets: tuple[Resource, ...]) -> list[Resource]:
+    proxy = ProxyContext(SIDECAR_OUTBOUND, GatewayView(view.key, (), view.reads), secrets)
+    port = PortContext(proxy, OUTBOUND_PORT, False, ())
+    lst = listener.listener(port, FEATURES)
+    lst["address"]["socketAddress"]["address"] = OUTBOUND_BIND
+    reachable = _first_per_service(view.outbound)
+    out = [Resource(LISTENER, listener.listener_name(OUTBOUND_PORT), lst),
+           Resource(ROUTE, route_config.route_config_name(OUTBOUND_PORT), _outbound_routes(reachable))]
+    for entry in reachable:
+        name = outbound_cluster_name(entry)
+        cluster = clusters.eds_cluster(name)
+        cluster["transportSocket"] = _upstream_mtls(entry)
+        endpoints = tuple((address, INBOUND_PORT) for address in entry.addresses)
+        out += [Resource(CLUSTER, name, cluster), Resource(ENDPOINT, name, clusters.load_assignment(name, endpoints))]
+    return out
+
+
+def _outbound_routes(reachable: list[OutboundView]) -> dict:
+    vhosts = [{"name": f"outbound/{entry.backend.ref}", "domains": list(entry.hostnames),
+               "routes": [{"name": entry.backend.ref, "match": {"prefix": "/"},
+                           "route": {"cluster": outbound_cluster_name(entry), "timeout": "0s"}}]}
+              for entry in reachable]
+    refuse = {"name": "outbound/not-reachable", "domains": ["*"],
+              "routes": [{"name": "not-reachable", "match": {"prefix": "/"},
+                          "directResponse": {"status": 403, "body": {"inlineString": NOT_REACHABLE}}}]}
+    return {"name": route_config.route_config_name(OUTBOUND_PORT), "virtualHosts": vhosts + [refuse],
+            "ignorePortInHostMatching": True}
+
+
+def _upstream_mtls(entry: OutboundView) -> dict:
+    """Present the workload's SVID; accept only the SPIFFE IDs of the workloads behind the Service."""
+    peers = [{"sanType": "URI", "matcher": {"exact": peer}} for peer in entry.peers]
+    tls = {"@type": clusters.UPSTREAM_TLS_TYPE, "sni": entry.hostnames[3],
+           "commonTlsContext": {
+               "tlsCertificateSdsSecretConfigs": [{"name": WORKLOAD_CERT_SECRET, "sdsConfig": ADS}],
+               "combinedValidationContext": {
+                   "defaultValidationContext": {"matchTypedSubjectAltNames": peers},
+                   "validationContextSdsSecretConfig": {"name": TRUST_BUNDLE_SECRET, "sdsConfig": ADS}}}}
+    return {"name": "envoy.transport_sockets.tls", "typedConfig": tls}
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+
+
+def _add_configs(target: dict, parts) -> None:
+    merged: dict = {}
+    for part in parts:
+        merged.update(part)
+    if merged:
+        target["typedPerFilterConfig"] = merged
+
+
+def _merged(resources: list[Resource]) -> list[Resource]:
+    """One resource per type and name, the first one built, in (type, name) order."""
+    seen: dict[str, Resource] = {}
+    for resource in resources:
+        seen.setdefault(f"{resource.type_url} {resource.name}", resource)
+    return [seen[key] for key in sorted(seen)]
