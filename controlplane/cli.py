@@ -393,7 +393,7 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="agentic-cp", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(metavar="COMMAND", dest="command")
+    sub = parser.add_subparsers(metavar="COMMAND", dest="command", help="run `agentic-cp COMMAND -h` for its flags")
 
     p = sub.add_parser("validate", help="check resources; one line per problem, exit 1 if any")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders of resources")
@@ -461,7 +461,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_serve)
 
     p = sub.add_parser("identity", help="workload identities from the control plane's CA")
-    isub = p.add_subparsers(metavar="ACTION")
+    isub = p.add_subparsers(metavar="ACTION", help="run `agentic-cp identity ACTION -h` for its flags")
     p.set_defaults(run=_help_of(p))
     q = isub.add_parser("issue", help="write cert.pem, key.pem and bundle.pem for a SPIFFE ID")
     q.add_argument("--state-dir", required=True, help="keeps the CA (DIR/ca, created on first use)")
