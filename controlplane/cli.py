@@ -10,6 +10,7 @@ from pathlib import Path
 
 from controlplane.api import regex
 from controlplane.api.base import Problem
+from controlplane.commands import analyze as analyze_command
 from controlplane.commands import explain as explain_command
 from controlplane.commands import translate as translate_command
 from controlplane.commands.common import CommandFailed, UsageError
@@ -403,6 +404,7 @@ def _parser() -> argparse.ArgumentParser:
     _limit_options(p)
     p.set_defaults(run=run_validate)
 
+    analyze_command.add_parser(sub)
     explain_command.add_parser(sub)
     translate_command.add_parser(sub)
 

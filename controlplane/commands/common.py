@@ -28,8 +28,15 @@ class CommandFailed(Exception):
 
 
 def nearest(value: str, choices: Iterable[str]) -> str | None:
-    matches = difflib.get_close_matches(value, sorted(set(choices)), n=1, cutoff=0.5)
-    return matches[0] if matches else None
+    """The closest choice, if close enough to be a typo. For NAMESPACE/NAME each part is compared on its
+    own, so a shared namespace does not make two different names look alike."""
+    best = max(((_likeness(value, choice), choice) for choice in sorted(set(choices))), default=(0.0, None))
+    return best[1] if best[0] >= 0.7 else None
+
+
+def _likeness(a: str, b: str) -> float:
+    return min(difflib.SequenceMatcher(None, x, y).ratio() for x, y in zip(a.split("/"), b.split("/"))) \
+        if a.count("/") == b.count("/") else difflib.SequenceMatcher(None, a, b).ratio()
 
 
 def require_object(graph: AuthorizationGraph, key: ResourceKey, flag: str) -> None:
