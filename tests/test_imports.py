@@ -37,7 +37,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "controlplane.admin": ("logs", "xds"),
 }
 COMPOSITION_ROOTS = ("controlplane.controller", "controlplane.cli", "controlplane.kube.serve", "controlplane.isolation", "controlplane.__main__",
-                     "controlplane.commands", "controlplane.commands.common", "controlplane.commands.analyze", "controlplane.commands.explain",
+                     "controlplane.commands", "controlplane.commands.common", "controlplane.commands.analyze",
+                     "controlplane.commands.proxies", "controlplane.commands.explain",
                      "controlplane.commands.translate",
                      "controlplane")  # the package's own __init__
 TEST_ONLY = ("tests", "mcp", "mcp_types", "rich", "httpx", "httpx2", "envoy", "pytest", "hypothesis",
