@@ -97,3 +97,14 @@ def test_every_flag_has_help_and_shows_its_default():
     assert not silent, f"flags without help: {silent}"
     serve_help = next(p for p in parsers if p.prog.endswith(" serve")).format_help()
     assert "(default: 127.0.0.1:15010)" in " ".join(serve_help.split())
+
+
+@pytest.mark.parametrize("command", [["proxy-status"], ["proxy-config", "gateway~a~b"]])
+def test_an_unreachable_admin_api_is_one_line(capsys, command):
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{closed.getsockname()[1]}"
+    assert main([*command, "--admin-address", address]) == 1
+    line = one_line(capsys)
+    assert line.startswith(f"agentic-cp: cannot reach the admin API at {address} (")
+    assert line.endswith("is serve running? (--admin-address)")
