@@ -23,6 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "controlplane"
 ALLOWED: dict[str, tuple[str, ...]] = {
     "controlplane.logs": (),
     "controlplane.addresses": (),
+    "controlplane.serve_log": (),  # the lines serve logs; takes ChangeSets and Snapshots, imports none
     "controlplane.api": ("logs",),
     "controlplane.identity": ("logs",),
     "controlplane.kube.client": ("logs", "api", "kube.client", "kube.kinds"),

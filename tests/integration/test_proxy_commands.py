@@ -75,3 +75,9 @@ def test_proxy_status_and_config_through_a_nack(tmp_path, capsys):
 
         code, _, err = cli(capsys, "proxy-config", proxy["proxy"][:-1] + "x", *authed)
         assert code == 2 and f"did you mean {proxy['proxy']}?" in err
+
+        log = mesh.log()  # what serve said about all of this (serve_log.py)
+        assert f"admin API on http://127.0.0.1:{mesh.ports.admin} " in log
+        assert "loaded 12 objects: " in log and "; no problems" in log
+        assert "change: upserted 1 (XAccessPolicy quickstart/header-gated)" in log
+        assert f"published to {PROXY_PREFIX}" in log
