@@ -120,7 +120,7 @@ def status_findings(source: DirectorySource, graph: AuthorizationGraph) -> list[
                 continue
             severity = WARNING if condition["reason"] in WARNING_REASONS else ERROR
             found.append(_about(source, key, severity, condition["reason"], field, condition["message"],
-                                _fix_for(graph, condition["message"])))
+                                _fix_for(graph, key, condition["message"])))
     return found
 
 
@@ -138,9 +138,13 @@ def _conditions(state: dict) -> typing.Iterator[tuple[str, dict]]:
             yield f"status.ancestors[{entry['ancestorRef'].get('name')}]", condition
 
 
-def _fix_for(graph: AuthorizationGraph, message: str) -> str:
-    """For "KIND NS/NAME ... not found / does not exist": the nearest existing object of that kind."""
+def _fix_for(graph: AuthorizationGraph, key: ResourceKey, message: str) -> str:
+    """For "KIND NS/NAME ... not found / does not exist": the nearest existing object of that kind; for
+    a reference no ReferenceGrant allows: the grant to add."""
     words = message.split()
+    if len(words) >= 2 and "no ReferenceGrant allows" in message:
+        kind, namespace = words[0], words[1].partition("/")[0]
+        return f"add a ReferenceGrant in namespace {namespace} from {key.kind} in {key.namespace} to {kind}"
     if len(words) < 2 or "/" not in words[1] or not ("not found" in message or "does not exist" in message):
         return ""
     kind, ref = words[0], words[1].rstrip(":")

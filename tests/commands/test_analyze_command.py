@@ -95,7 +95,8 @@ def test_dangling_refs_and_a_missing_reference_grant(folder, capsys):
         (f"{where}:9: error BackendNotFound HTTPRoute quickstart/half-lost: status.parents[agent-gateway]: "
         "XBackend quickstart/everything-mpc: not found (fix: did you mean XBackend quickstart/everything-mcp?)"),
         (f"{where}:18: error RefNotPermitted HTTPRoute quickstart/elsewhere: status.parents[agent-gateway]: "
-         "Service other/svc: no ReferenceGrant allows this reference"),
+         "Service other/svc: no ReferenceGrant allows this reference (fix: add a ReferenceGrant in namespace "
+         "other from HTTPRoute in quickstart to Service)"),
         (f"{where}:27: error TargetNotFound XAccessPolicy quickstart/aimless: status.ancestors[everything-mpc]: "
         "XBackend quickstart/everything-mpc does not exist (fix: did you mean XBackend quickstart/everything-mcp?)"),
     ]
