@@ -9,12 +9,20 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from controlplane.api import regex
-from controlplane.api.base import Problem, ResourceKey
-from controlplane.graph import explain as explain_mod
+from controlplane.api.base import Problem
+from controlplane.commands import analyze as analyze_command
+from controlplane.commands import explain as explain_command
+from controlplane.commands import proxies as proxies_command
+from controlplane.commands import translate as translate_command
+from controlplane.commands.common import CommandFailed, UsageError
+from controlplane.commands.common import controller_option as _controller_option
+from controlplane.commands.common import controllers as _controllers
+from controlplane.commands.common import existing as _existing
+from controlplane.commands.common import load_graph as _load_graph
+from controlplane.commands.common import ns_name as _ns_name
 from controlplane.graph import export
 from controlplane.graph.admission import cel_problem
 from controlplane.graph.model import AuthorizationGraph
-from controlplane.graph.request import Request
 from controlplane.graph.rules import DEFAULT_TRUST_DOMAIN
 from controlplane.identity.spiffe import spiffe_id
 from controlplane.sources.directory import DirectorySource
@@ -28,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if getattr(args, "max_regex_program_size", None) is not None:
         regex.set_max_program_size(args.max_regex_program_size)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, its failures as one line each; the traceback only with --log-level debug."""
     try:
         return args.run(args)
     except UsageError as err:
@@ -36,14 +49,25 @@ def main(argv: list[str] | None = None) -> int:
     except CommandFailed as err:
         print(f"agentic-cp: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        _quiet_stdout()  # the reader (e.g. `| head`) has what it wanted
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:
+        if getattr(args, "log_level", None) == "debug":
+            raise
+        print(f"agentic-cp: {args.command} failed: {type(err).__name__}: {err} "
+              "(rerun with --log-level debug for the traceback)", file=sys.stderr)
+        return 1
 
 
-class UsageError(Exception):
-    pass
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again (Python's recipe)."""
+    import os
 
-
-class CommandFailed(Exception):
-    """The input was fine but the command could not do its work (e.g. a directory is not writable)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 # --- validate ---------------------------------------------------------------------------------------------
@@ -87,66 +111,6 @@ def _admission_warnings(graph: AuthorizationGraph) -> list[str]:
     return sorted(warnings)
 
 
-# --- explain ----------------------------------------------------------------------------------------------
-
-
-def run_explain(args: argparse.Namespace) -> int:
-    graph = _load_graph(args)
-    source = _spiffe_source(args.source, args.trust_domain)
-    headers = dict(_header(h) for h in args.header)
-    if args.backend:
-        request = Request.build(source=source, port=args.port or 0, path=args.path or "/mcp",
-                                http_method=args.http_method, host=args.host, headers=headers,
-                                mcp_method=args.mcp_method, tool=args.tool)
-        decision = explain_mod.explain_backend(graph, _ns_name("XBackend", args.backend), request)
-    else:
-        if not (args.gateway and args.port and args.path):
-            raise UsageError("explain needs --gateway NS/NAME --port N --path P, or --backend NS/NAME")
-        request = Request.build(source=source, port=args.port, path=args.path, http_method=args.http_method,
-                                host=args.host, headers=headers, mcp_method=args.mcp_method, tool=args.tool)
-        decision = explain_mod.explain_gateway(graph, _ns_name("Gateway", args.gateway), request)
-    if args.json:
-        print(json.dumps({"request": export.to_plain(request), **decision.to_dict()}, indent=2))
-    else:
-        _print_decision(request, decision)
-    return 0
-
-
-def _print_decision(request: Request, decision: explain_mod.Decision) -> None:
-    what = request.mcp_method or request.http_method
-    if request.tool:
-        what += f" {request.tool}"
-    print(f"{decision.decision.upper()}: {request.source or '(no client certificate)'} -> {what} {request.path}")
-    if decision.route:
-        print(f"  route:   {decision.route}")
-    if decision.backend:
-        print(f"  backend: {decision.backend}")
-    for level in decision.levels:
-        print(f"  {level.level:<8} {level.target}: {level.decision} - {level.reason}")
-    for ext in decision.external_auth:
-        print(f"  requires the external authorizer to allow: {ext}")
-    if not decision.levels:
-        print(f"  {decision.reason}")
-
-
-def _spiffe_source(value: str, trust_domain: str) -> str | None:
-    if value in ("", "-", "none"):
-        return None
-    if value.startswith("spiffe://"):
-        return value
-    namespace, sep, name = value.partition("/")
-    if not sep or not namespace or not name:
-        raise UsageError(f"--source must be a SPIFFE ID or NAMESPACE/SERVICEACCOUNT, not {value!r}")
-    return spiffe_id(trust_domain, namespace, name, validate=False)
-
-
-def _header(value: str) -> tuple[str, str]:
-    name, sep, val = value.partition(":")
-    if not sep:
-        raise UsageError(f"--header must be NAME:VALUE, not {value!r}")
-    return name.strip(), val.strip()
-
-
 # --- graph ------------------------------------------------------------------------------------------------
 
 
@@ -170,6 +134,11 @@ def run_serve(args: argparse.Namespace) -> int:
     from controlplane.logs import configure_logging
 
     configure_logging(args.log_level, args.log_format)
+    if args.kubeconfig and not Path(args.kubeconfig).is_file():
+        raise UsageError(f"--kubeconfig {args.kubeconfig}: no such file; name a kubeconfig file "
+                         "(kubectl config view --raw), or use --in-cluster inside a pod")
+    _check_bindable("--xds-address", args.xds_address)
+    _check_bindable("--admin-address", args.admin_address)
     settings = Settings(state_dir=Path(args.state_dir), trust_domain=_trust_domain(args.state_dir, args.trust_domain),
                         xds_address=args.xds_address, admin_address=args.admin_address,
                         controller_names=_controllers(args), admin_token=_admin_token(args.admin_token_file),
@@ -191,6 +160,23 @@ def run_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _check_bindable(flag: str, address: str) -> None:
+    """Fail fast, in one line, when another process already listens where serve would."""
+    import socket
+
+    host, port = _host_port(address)
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+            probe.bind(sockaddr)
+    except OSError as err:
+        raise CommandFailed(f"{flag} {address}: cannot listen there ({err.strerror or err}); stop the process "
+                            "that holds it or choose another address") from None
 
 
 def _admin_token(path: str | None) -> str | None:
@@ -365,23 +351,6 @@ def _host_port(value: str) -> tuple[str, int]:
 # --- shared -----------------------------------------------------------------------------------------------
 
 
-def _load_graph(args: argparse.Namespace) -> AuthorizationGraph:
-    source = DirectorySource(*_existing(args.config))
-    change = source.load()
-    for problem in (p for ps in change.problems.values() for p in ps):
-        print(f"warning: skipped: {problem}", file=sys.stderr)
-    graph = AuthorizationGraph(trust_domain=args.trust_domain, controller_names=_controllers(args))
-    graph.apply(change)
-    return graph
-
-
-def _existing(paths: list[str]) -> list[Path]:
-    missing = [p for p in paths if not Path(p).exists()]
-    if missing:
-        raise UsageError(f"no such file or directory: {', '.join(missing)}")
-    return [Path(p) for p in paths]
-
-
 def _limits(args: argparse.Namespace):
     from controlplane.sources.bounded_load import Limits
 
@@ -397,13 +366,6 @@ def _limit_options(p: argparse.ArgumentParser) -> None:
                    help=f"a file with a larger document is refused and reported (default {Limits.max_document_bytes})")
 
 
-def _ns_name(kind: str, value: str) -> ResourceKey:
-    namespace, sep, name = value.partition("/")
-    if not sep:
-        namespace, name = "default", value
-    return ResourceKey(kind, namespace, name)
-
-
 def _xds_limits(args: argparse.Namespace):
     from controlplane.xds.limits import StreamLimits
 
@@ -412,18 +374,6 @@ def _xds_limits(args: argparse.Namespace):
     return StreamLimits(streams_per_identity=args.xds_max_streams_per_identity,
                         streams_per_connection=args.xds_max_streams_per_identity,
                         names_per_type=args.xds_max_names_per_type, names_per_request=args.xds_max_names_per_type)
-
-
-def _controllers(args: argparse.Namespace) -> tuple[str, ...]:
-    """GatewayClass controllerNames this control plane answers for: the flags, else $AGENTIC_CP_GATEWAY_CLASS_CONTROLLER,
-    else upstream's, so that upstream manifests work unchanged."""
-    import os
-
-    from controlplane.api.gateway import OUR_CONTROLLER
-
-    if args.controller_name:
-        return tuple(args.controller_name)
-    return (os.environ.get("AGENTIC_CP_GATEWAY_CLASS_CONTROLLER") or OUR_CONTROLLER,)
 
 
 def _regex_option(p: argparse.ArgumentParser) -> None:
@@ -440,64 +390,54 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def _controller_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--controller-name", action="append", default=[], metavar="NAME",
-                   help="a GatewayClass controllerName to manage (repeatable; default: upstream's)")
-
-
 def _parser() -> argparse.ArgumentParser:
     from controlplane.xds.limits import DEFAULT_LIMITS
 
     parser = argparse.ArgumentParser(prog="agentic-cp", description=__doc__)
-    sub = parser.add_subparsers(metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(metavar="COMMAND", dest="command", help="run `agentic-cp COMMAND -h` for its flags")
 
     p = sub.add_parser("validate", help="check resources; one line per problem, exit 1 if any")
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders of resources")
+    p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN, help="the mesh's trust domain")
     _controller_option(p)
     _regex_option(p)
     _limit_options(p)
     p.set_defaults(run=run_validate)
 
-    p = sub.add_parser("explain", help="may SOURCE make this request, and which rule decides?")
-    p.add_argument("--config", action="append", required=True, metavar="PATH")
-    p.add_argument("--source", required=True, help="a SPIFFE ID or NAMESPACE/SERVICEACCOUNT ('none': no cert)")
-    p.add_argument("--gateway", metavar="NS/NAME")
-    p.add_argument("--backend", metavar="NS/NAME", help="an XBackend: evaluate its policies alone")
-    p.add_argument("--port", type=int)
-    p.add_argument("--path")
-    p.add_argument("--host", default="")
-    p.add_argument("--http-method")
-    p.add_argument("--mcp-method")
-    p.add_argument("--tool")
-    p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
-    _controller_option(p)
-    p.set_defaults(run=run_explain)
+    analyze_command.add_parser(sub)
+    explain_command.add_parser(sub)
+    translate_command.add_parser(sub)
+    proxies_command.add_parsers(sub)
 
     p = sub.add_parser("graph", help="print the authorization graph")
-    p.add_argument("--config", action="append", required=True, metavar="PATH")
-    p.add_argument("--format", choices=("json", "dot"), default="json")
-    p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
+    p.add_argument("--config", action="append", required=True, metavar="PATH",
+                   help="a file or folder of resources (repeatable)")
+    p.add_argument("--format", choices=("json", "dot"), default="json", help="JSON, or Graphviz dot")
+    p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN, help="the mesh's trust domain")
     _controller_option(p)
     p.set_defaults(run=run_graph)
 
     p = sub.add_parser("serve", help="serve xDS to Envoy from a directory or a Kubernetes cluster")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--config", action="append", metavar="PATH")
-    where.add_argument("--kubeconfig", metavar="FILE")
-    where.add_argument("--in-cluster", action="store_true")
-    p.add_argument("--context", help="kubeconfig context")
-    p.add_argument("--xds-address", default="127.0.0.1:15010", metavar="HOST:PORT")
-    p.add_argument("--admin-address", default="127.0.0.1:15014", metavar="HOST:PORT")
+    where.add_argument("--config", action="append", metavar="PATH",
+                       help="serve the resources of these files or folders (repeatable), watching them")
+    where.add_argument("--kubeconfig", metavar="FILE", help="serve the resources of the cluster this file names")
+    where.add_argument("--in-cluster", action="store_true",
+                       help="serve the resources of the cluster this pod runs in (its ServiceAccount)")
+    p.add_argument("--context", help="kubeconfig context (default: the file's current context)")
+    p.add_argument("--xds-address", default="127.0.0.1:15010", metavar="HOST:PORT",
+                   help="where the ADS server listens (mTLS)")
+    p.add_argument("--admin-address", default="127.0.0.1:15014", metavar="HOST:PORT",
+                   help="where /healthz, /readyz, /metrics and /debug/* listen")
     p.add_argument("--xds-max-streams-per-identity", type=int, default=DEFAULT_LIMITS.streams_per_identity,
                    metavar="N", help="open ADS streams one client certificate may hold (also per connection)")
     p.add_argument("--xds-max-names-per-type", type=int, default=DEFAULT_LIMITS.names_per_type, metavar="N",
                    help="resource names one ADS stream may subscribe to per type (and carry per request)")
     p.add_argument("--state-dir", required=True, help="keeps the CA and other state")
     p.add_argument("--trust-domain", help=f"for a new state dir (default {DEFAULT_TRUST_DOMAIN})")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-level", default="info", choices=LOG_LEVELS,
+                   help="debug also prints the traceback of a failure")
     _regex_option(p)
     p.add_argument("--log-format", default="text", choices=("text", "json"),
                    help="text (control characters escaped: one record, one line) or JSON lines")
@@ -511,7 +451,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ca-secret", default="agentic-cp-ca", metavar="NAME",
                    help="with --in-cluster/--kubeconfig: the Secret in --namespace holding the CA every replica "
                         "shares, created if missing (default agentic-cp-ca; '' keeps the CA in --state-dir)")
-    p.add_argument("--proxy-image", help="provision an Envoy Deployment per Gateway with this image")
+    p.add_argument("--proxy-image", help="provision an Envoy Deployment per Gateway with this image "
+                                         "(default: none, no provisioning)")
     p.add_argument("--xds-service", default="agentic-cp-xds.agentic-system.svc:15010", metavar="HOST:PORT",
                    help="the xDS address provisioned gateways use ($AGENTIC_CP_XDS_SERVICE wins)")
     p.add_argument("--remote-cluster", action="append", default=[], metavar="NAME=KUBECONFIG",
@@ -524,29 +465,79 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_serve)
 
     p = sub.add_parser("identity", help="workload identities from the control plane's CA")
-    isub = p.add_subparsers(metavar="ACTION")
+    isub = p.add_subparsers(metavar="ACTION", help="run `agentic-cp identity ACTION -h` for its flags")
+    p.set_defaults(run=_help_of(p))
     q = isub.add_parser("issue", help="write cert.pem, key.pem and bundle.pem for a SPIFFE ID")
-    q.add_argument("--state-dir", required=True)
-    q.add_argument("--spiffe-id", required=True)
-    q.add_argument("--out", required=True)
+    q.add_argument("--state-dir", required=True, help="keeps the CA (DIR/ca, created on first use)")
+    q.add_argument("--spiffe-id", required=True, help="spiffe://TRUST-DOMAIN/ns/NS/sa/NAME")
+    q.add_argument("--out", required=True, help="the folder to write the three files to")
     q.add_argument("--dns", action="append", default=[], help="an extra DNS SAN (repeatable)")
-    q.add_argument("--ttl-hours", type=float, default=24.0)
+    q.add_argument("--ttl-hours", type=float, default=24.0, help=f"validity (at most {MAX_TTL_HOURS:g})")
     q.add_argument("--trust-domain", help="for a new state dir (default cluster.local)")
     q.set_defaults(run=run_identity_issue)
 
     p = sub.add_parser("bootstrap", help="write an Envoy bootstrap and its xDS credentials")
-    p.add_argument("--xds-address", required=True, metavar="HOST:PORT")
-    p.add_argument("--state-dir", required=True)
+    p.add_argument("--xds-address", required=True, metavar="HOST:PORT", help="where Envoy reaches serve's ADS")
+    p.add_argument("--state-dir", required=True, help="the control plane's state dir (its CA signs the proxy)")
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--gateway", metavar="NS/NAME")
-    who.add_argument("--workload", metavar="NS/SERVICEACCOUNT")
-    p.add_argument("--out", required=True)
-    p.add_argument("--admin-port", type=int, default=15000)
-    p.add_argument("--ttl-hours", type=float, default=24.0)
+    who.add_argument("--gateway", metavar="NS/NAME", help="the Gateway this Envoy serves")
+    who.add_argument("--workload", metavar="NS/SERVICEACCOUNT", help="the workload this Envoy serves")
+    p.add_argument("--out", required=True, help="the folder to write the bootstrap and credentials to")
+    p.add_argument("--admin-port", type=int, default=15000, help="Envoy's admin port (loopback)")
+    p.add_argument("--ttl-hours", type=float, default=24.0,
+                   help=f"validity of the proxy's xDS certificate (at most {MAX_TTL_HOURS:g})")
     p.add_argument("--trust-domain", help="for a new state dir (default cluster.local)")
     p.add_argument("--delta", action="store_true", help="incremental ADS (api_type DELTA_GRPC) instead of SotW")
     p.set_defaults(run=run_bootstrap)
+    _finish(parser)
     return parser
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agentic-cp")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _help_of(parser: argparse.ArgumentParser):
+    """A run function for a command group without its action: its own help, exit 2."""
+    def run(_args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+    return run
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default where there is one worth showing and the help does not state it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield from _leaf_parsers(child)
+
+
+def _finish(parser: argparse.ArgumentParser) -> None:
+    """Every parser shows defaults; every command takes --log-level (debug: tracebacks)."""
+    for each in _leaf_parsers(parser):
+        each.formatter_class = _DefaultsFormatter
+        if each is not parser and not any("--log-level" in a.option_strings for a in each._actions):
+            each.add_argument("--log-level", default="info", choices=LOG_LEVELS,
+                              help="debug also prints the traceback of a failure")
 
 
 if __name__ == "__main__":

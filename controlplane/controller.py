@@ -18,7 +18,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controlplane import isolation
+from controlplane import isolation, serve_log
 from controlplane.api.base import Problem, ResourceKey
 from controlplane.api.changes import ChangeSet
 from controlplane.api.gateway import OUR_CONTROLLER
@@ -223,7 +223,9 @@ class ControlPlane:
         self.admin = AdminServer(xds=self.xds, ready=lambda: self.publisher.ready,
                                  token=self.settings.admin_token)
         admin_host, _, admin_port = self.settings.admin_address.rpartition(":")
-        await self.admin.start(admin_host or "127.0.0.1", int(admin_port))
+        port = await self.admin.start(admin_host or "127.0.0.1", int(admin_port))
+        log.info("admin API on http://%s:%s (/healthz /readyz /metrics /debug/syncz /debug/config_dump)",
+                 admin_host or "127.0.0.1", port)
 
     async def run(self) -> None:
         """Start, then apply the source's changes until cancelled."""
@@ -246,7 +248,10 @@ class ControlPlane:
         return [key for key in published if key.kind == "Gateway"]  # not the sidecars' ServiceAccounts
 
     def _publish(self, changed: set[ResourceKey] | None = None) -> None:
+        before = {node: self.cache.get(node) for node in self.cache.node_keys()}
         self.publisher.publish(changed)
+        for line in serve_log.published(before, {node: self.cache.get(node) for node in self.cache.node_keys()}):
+            log.info("%s", line)
         for hook in self.after_publish:
             hook()
 
@@ -274,6 +279,9 @@ class ControlPlane:
                 self.problems[origin] = problems
             else:
                 self.problems.pop(origin, None)
+        summary = serve_log.loaded(change) if change.synced else serve_log.changed(change)
+        if summary:
+            log.info("%s", summary)
         dirty = self.graph.apply(change) | _workload_keys(change)
         if publish and (dirty or not self.publisher.ready or change.synced):
             self._publish(dirty if self.publisher.ready else None)

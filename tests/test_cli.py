@@ -20,9 +20,15 @@ BASE_METHODS = ["initialize", "tools/list", "ping", "notifications/initialized",
                 "logging/setLevel"]
 
 
+EXIT_OF = {"allow": 0, "deny": 1}  # like `kubectl auth can-i`; 2 is a usage or reference error
+
+
 def explain(capsys, *args) -> dict:
-    assert main(["explain", "--config", QUICKSTART, *GATEWAY, "--json", *args]) == 0
-    return json.loads(capsys.readouterr().out)
+    """The JSON decision, after checking that the exit status says the same."""
+    code = main(["explain", "--config", QUICKSTART, *GATEWAY, "--json", *args])
+    result = json.loads(capsys.readouterr().out)
+    assert code == EXIT_OF[result["decision"]], (code, result["decision"])
+    return result
 
 
 def test_validate_quickstart_exits_0(capsys):
@@ -126,7 +132,7 @@ def test_explain_strangers_and_callers_without_certificates_are_denied(capsys):
 
 def test_explain_unrouted_path_and_backend_mode(capsys):
     assert main(["explain", "--config", QUICKSTART, "--source", "quickstart/math-agent", "--gateway",
-                 "quickstart/agent-gateway", "--port", "10443", "--path", "/elsewhere", "--tool", "echo"]) == 0
+                 "quickstart/agent-gateway", "--port", "10443", "--path", "/elsewhere", "--tool", "echo"]) == 1
     assert capsys.readouterr().out.startswith("DENY:")
     result = explain_backend = None
     assert main(["explain", "--config", QUICKSTART, "--source", "quickstart/math-agent", "--backend",
@@ -201,7 +207,7 @@ def test_controller_name_is_configurable(tmp_path, capsys, monkeypatch):
     path.write_text(path.read_text().replace("sigs.k8s.io/kube-agentic-networking-controller", "example.com/ours"))
     args = ["explain", "--config", str(folder), *GATEWAY, "--json", "--source", "quickstart/math-agent",
             "--tool", "get-sum"]
-    assert main(args) == 0
+    assert main(args) == 1
     assert "not of a GatewayClass this control plane manages" in json.loads(capsys.readouterr().out)["reason"]
     assert main([*args, "--controller-name", "example.com/ours"]) == 0
     assert json.loads(capsys.readouterr().out)["decision"] == "allow"

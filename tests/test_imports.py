@@ -23,6 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "controlplane"
 ALLOWED: dict[str, tuple[str, ...]] = {
     "controlplane.logs": (),
     "controlplane.addresses": (),
+    "controlplane.serve_log": (),  # the lines serve logs; takes ChangeSets and Snapshots, imports none
     "controlplane.api": ("logs",),
     "controlplane.identity": ("logs",),
     "controlplane.kube.client": ("logs", "api", "kube.client", "kube.kinds"),
@@ -37,6 +38,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "controlplane.admin": ("logs", "xds"),
 }
 COMPOSITION_ROOTS = ("controlplane.controller", "controlplane.cli", "controlplane.kube.serve", "controlplane.isolation", "controlplane.__main__",
+                     "controlplane.commands", "controlplane.commands.common", "controlplane.commands.analyze",
+                     "controlplane.commands.proxies", "controlplane.commands.explain",
+                     "controlplane.commands.translate",
                      "controlplane")  # the package's own __init__
 TEST_ONLY = ("tests", "mcp", "mcp_types", "rich", "httpx", "httpx2", "envoy", "pytest", "hypothesis",
              "uvicorn", "starlette")

@@ -47,16 +47,18 @@ class OverLimit(ValueError):
     """A file or document crossed one of the `Limits`; the message says which."""
 
 
-def read_documents(path: Path, limits: Limits) -> list[Any]:
-    """The documents of one file (a JSON `...List` gives its items); raises on anything unreadable."""
+def read_located_documents(path: Path, limits: Limits) -> list[tuple[int, Any]]:
+    """(its first line, 1-based; the document) for each document of one file (a JSON `...List` gives its
+    items, all at line 1); raises on anything unreadable."""
     text = _read_text(path, limits.max_file_bytes)
     if path.suffix == ".json":
-        return _json_documents(text, limits)
+        return [(1, doc) for doc in _json_documents(text, limits)]
     loader = _BoundedLoader(text, limits)
     try:
         docs = []
         while loader.check_node():
-            docs.append(loader.construct_document(loader.get_node()))
+            node = loader.get_node()
+            docs.append((node.start_mark.line + 1, loader.construct_document(node)))
         return docs
     finally:
         loader.dispose()

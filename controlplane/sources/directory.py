@@ -31,7 +31,7 @@ from controlplane.api.base import Problem, Resource, ResourceKey
 from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import InvalidResource, parse_object
 from controlplane.logs import clip
-from controlplane.sources.bounded_load import Limits, read_documents
+from controlplane.sources.bounded_load import Limits, read_located_documents
 from controlplane.sources.printable import printable_problem
 from controlplane.sources.removals import removal_effect
 
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 class ParsedFile:
     objects: list[tuple[int, Resource]]
     problems: list[Problem]
+    lines: list[int] = field(default_factory=list)  # each document's first line (1-based), for `analyze`
 
     @property
     def whole(self) -> bool:
@@ -54,10 +55,11 @@ def parse_file(path: Path, *, origin: str | None = None, limits: Limits = DEFAUL
     """Parse every document of one file; nothing raises, every failure is a problem on the file."""
     origin = origin or str(path)
     try:
-        docs = read_documents(path, limits)
+        located = read_located_documents(path, limits)
     except Exception as err:  # noqa: BLE001 - whatever a hostile file makes a reader raise
         return ParsedFile([], [_file_problem(origin, f"cannot read: {_describe(err)}")])
     objects, problems = [], []
+    docs = [doc for _, doc in located]
     for index, doc in enumerate(docs):
         try:
             obj = parse_object(doc, origin=origin, doc_index=index)
@@ -69,7 +71,7 @@ def parse_file(path: Path, *, origin: str | None = None, limits: Limits = DEFAUL
             continue
         if obj is not None:
             objects.append((index, obj))
-    return ParsedFile(objects, [printable_problem(p) for p in problems])
+    return ParsedFile(objects, [printable_problem(p) for p in problems], [line for line, _ in located])
 
 
 def _file_problem(origin: str, message: str) -> Problem:
@@ -249,6 +251,13 @@ class DirectorySource:
         listings = [list_tree(root) for root in self._roots]
         self._loops = sorted(p for listing in listings for p in listing.symlink_loops)
         return [f for listing in listings for f in listing.files]
+
+    def line_of(self, origin: str, doc_index: int) -> int | None:
+        """The first line of a document read from `origin` (as problems and `origins` name it)."""
+        for path, parsed in self._files.items():
+            if self._origin(path) == origin and 0 <= doc_index < len(parsed.lines):
+                return parsed.lines[doc_index]
+        return None
 
     def _parse(self, path: Path) -> ParsedFile:
         return parse_file(path, origin=self._origin(path), limits=self.limits)

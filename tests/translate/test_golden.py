@@ -14,8 +14,8 @@ An input is a YAML stream. Its first document may be the case's header:
       include: [PATH, ...]         # files or folders loaded first, relative to the repo root
       requires: PATH               # skip, saying why, when this path (e.g. under ../shared) is absent
 
-and the other documents are resources applied on top. Translation gets no secrets (`secrets=[]`): the
-identity room supplies them at run time, so the SDS references are in the listeners' outputs.
+and the other documents are resources applied on top. Translation is `agentic-cp translate`'s (`offline_resources`), with no
+secrets: the identity room supplies them at run time, so the SDS references are in the listeners' outputs.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ import yaml
 from controlplane.api.base import ResourceKey
 from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
+from controlplane.commands.translate import TYPE_NAMES, as_documents, offline_resources
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.identity import sds
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.sources.directory import DirectorySource
-from controlplane.translate.roles.gateway import gateway_resources
-from controlplane.translate.roles.sidecar import sidecar_resources
 from controlplane.xds import resources as types
 from controlplane.xds.resources import Resource
 from tests.conftest import ROOT
@@ -42,16 +41,13 @@ from tests.translate.translate_static import envoy_validate, static_bootstrap
 
 TESTDATA = Path(__file__).parent / "testdata"
 INPUTS, OUTPUTS = TESTDATA / "in", TESTDATA / "out"
-OUTPUT_KINDS = {types.LISTENER: "listeners", types.ROUTE: "routes", types.CLUSTER: "clusters",
-                types.ENDPOINT: "endpoints", types.SECRET: "secrets"}
+OUTPUT_KINDS = TYPE_NAMES
 TYPE_OF_KIND = {kind: type_url for type_url, kind in OUTPUT_KINDS.items()}
 
 
-def translate(graph: AuthorizationGraph, proxy: ResourceKey, *, secrets: list[Resource]) -> list[Resource]:
-    """The one call of each role's translation entry point: a Gateway's, or a workload's sidecar."""
-    if proxy.kind == "ServiceAccount":
-        return sidecar_resources(graph, proxy, secrets=secrets)
-    return gateway_resources(graph, proxy, secrets=secrets)
+def translate(graph: AuthorizationGraph, proxy: ResourceKey) -> list[Resource]:
+    """What `agentic-cp translate` prints: the one offline translation entry point (a Gateway or a sidecar)."""
+    return offline_resources(graph, proxy)
 
 
 @dataclass
@@ -86,11 +82,8 @@ class Case:
 
 def render(resources: list[Resource]) -> dict[str, str]:
     """One YAML stream per resource type, in translation order: `{name, resource}` per document."""
-    docs: dict[str, list[dict]] = {}
-    for r in resources:
-        payload = r.payload if isinstance(r.payload, dict) else r.payload.to_dict()
-        docs.setdefault(OUTPUT_KINDS[r.type_url], []).append({"name": r.name, "resource": payload})
-    return {kind: yaml.safe_dump_all(items, sort_keys=True, width=120) for kind, items in docs.items()}
+    documents = as_documents(resources)
+    return {kind: yaml.safe_dump_all(items, sort_keys=True, width=120) for kind, items in documents.items()}
 
 
 def case_names() -> list[str]:
@@ -126,7 +119,7 @@ def differences(case: str, rendered: dict[str, str]) -> list[str]:
 @pytest.mark.parametrize("case_name", case_names())
 def test_translation_matches_golden(case_name, request):
     case = Case.read(INPUTS / f"{case_name}.yaml")
-    rendered = render(translate(case.graph(), case.gateway, secrets=[]))
+    rendered = render(translate(case.graph(), case.gateway))
     assert rendered, f"case {case_name}: {case.gateway.ref} translated to nothing"
     if request.config.getoption("--update-golden"):
         write_outputs(case_name, rendered)

@@ -1,0 +1,199 @@
+"""`agentic-cp analyze PATH`: every problem of a config, each with a code, its object, its line and a fix.
+
+Why it reads status instead of checking refs itself: the graph already decides, for the status it
+writes to the cluster, whether a backendRef resolves, a ReferenceGrant permits it, a listener conflicts
+or a policy is over the per-target limit (graph/status.py). analyze prints those conditions; one owner
+per fact, so analyze and the cluster's status never disagree. What status cannot say (a parentRef to a
+Gateway that does not exist has no status entry; a typo'd field never reaches the graph) is found here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import typing
+from dataclasses import asdict, dataclass
+
+from pydantic import BaseModel
+
+from controlplane.api.base import Problem, ResourceKey
+from controlplane.api.gateway import HTTPRoute
+from controlplane.api.registry import MODELS
+from controlplane.commands.common import controller_option, controllers, existing, nearest
+from controlplane.graph import status
+from controlplane.graph.admission import cel_problem
+from controlplane.graph.model import AuthorizationGraph
+from controlplane.graph.rules import DEFAULT_TRUST_DOMAIN
+from controlplane.sources.directory import DirectorySource
+
+ERROR, WARNING = "error", "warning"
+WARNING_REASONS = {"LimitPerTargetExceeded"}  # valid, reported, just not in force
+CHECKED = ("Accepted", "ResolvedRefs", "Conflicted")  # Programmed waits for a proxy: not a config problem
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str
+    code: str
+    object: str  # "Kind namespace/name"
+    origin: str
+    line: int | None
+    field: str
+    message: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.origin}:{self.line}" if self.line is not None else self.origin
+        text = f"{where}: {self.severity} {self.code} {self.object}: {self.field or '-'}: {self.message}"
+        return text + (f" (fix: {self.fix})" if self.fix else "")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("analyze", help="every problem of a config, with a code, the object, its line and a fix "
+                                       "(exit 1 on errors, 0 with only warnings)",
+                       description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders of resources")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
+    p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN, help="the mesh's trust domain")
+    controller_option(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    source = DirectorySource(*existing(args.paths))
+    change = source.load()
+    graph = AuthorizationGraph(trust_domain=args.trust_domain, controller_names=controllers(args))
+    graph.apply(change)
+    findings = analyze(source, graph, [p for ps in change.problems.values() for p in ps])
+    if args.output == "json":
+        print(json.dumps([asdict(f) for f in findings], indent=2))
+    else:
+        for finding in findings:
+            print(finding)
+        errors = sum(f.severity == ERROR for f in findings)
+        print(f"{errors} errors, {len(findings) - errors} warnings in {len(change.upserts)} resources",
+              file=sys.stderr)
+    return 1 if any(f.severity == ERROR for f in findings) else 0
+
+
+def analyze(source: DirectorySource, graph: AuthorizationGraph, problems: list[Problem]) -> list[Finding]:
+    findings = [invalid(source, p) for p in problems]
+    findings += invalid_cel(source, graph)
+    findings += status_findings(source, graph)
+    findings += dangling_parents(source, graph)
+    return sorted(set(findings), key=lambda f: (f.origin, f.line or 0, f.code, f.object, f.field))
+
+
+def invalid(source: DirectorySource, problem: Problem) -> Finding:
+    """A document the API server would refuse (validate's problem), with the nearest field for a typo."""
+    who = f"{problem.kind or '-'} {problem.namespace}/{problem.name}" if problem.namespace else \
+        f"{problem.kind or '-'} {problem.name or '-'}"
+    unknown = "Extra inputs are not permitted" in problem.message
+    fix = ""
+    if unknown and problem.field:
+        bad = problem.field.rsplit(".", 1)[-1]
+        hint = nearest(bad, field_aliases(problem.kind))
+        fix = f"did you mean {hint!r}?" if hint else ""
+    return Finding(ERROR, "UnknownField" if unknown else "Invalid", who, problem.origin,
+                   source.line_of(problem.origin, problem.doc_index), problem.field, problem.message, fix)
+
+
+def invalid_cel(source: DirectorySource, graph: AuthorizationGraph) -> list[Finding]:
+    found = []
+    for policy in graph.of_kind("XAccessPolicy"):
+        problem = cel_problem(policy)
+        if problem is not None:
+            found.append(_about(source, policy.key, ERROR, "InvalidCEL", problem.problem.field,
+                                problem.problem.message, "use only the request.* variables the README lists"))
+    return found
+
+
+def status_findings(source: DirectorySource, graph: AuthorizationGraph) -> list[Finding]:
+    """Every False Accepted/ResolvedRefs and every True Conflicted in the statuses the graph computes."""
+    found = []
+    for (kind, namespace, name), state in status.all_statuses(graph).items():
+        key = ResourceKey(kind, namespace, name)
+        for field, condition in _conditions(state):
+            bad = (condition["type"] == "Conflicted") == (condition["status"] == "True")
+            if condition["type"] not in CHECKED or not bad or condition["reason"] == "InvalidCEL":  # InvalidCEL: reported with its field above
+                continue
+            severity = WARNING if condition["reason"] in WARNING_REASONS else ERROR
+            found.append(_about(source, key, severity, condition["reason"], field, condition["message"],
+                                _fix_for(graph, key, condition["message"])))
+    return found
+
+
+def _conditions(state: dict) -> typing.Iterator[tuple[str, dict]]:
+    for condition in state.get("conditions", []):
+        yield "status.conditions", condition
+    for listener in state.get("listeners", []):
+        for condition in listener.get("conditions", []):
+            yield f"status.listeners[{listener['name']}]", condition
+    for entry in state.get("parents", []):
+        for condition in entry.get("conditions", []):
+            yield f"status.parents[{entry['parentRef'].get('name')}]", condition
+    for entry in state.get("ancestors", []):
+        for condition in entry.get("conditions", []):
+            yield f"status.ancestors[{entry['ancestorRef'].get('name')}]", condition
+
+
+def _fix_for(graph: AuthorizationGraph, key: ResourceKey, message: str) -> str:
+    """For "KIND NS/NAME ... not found / does not exist": the nearest existing object of that kind; for
+    a reference no ReferenceGrant allows: the grant to add."""
+    words = message.split()
+    if len(words) >= 2 and "no ReferenceGrant allows" in message:
+        kind, namespace = words[0], words[1].partition("/")[0]
+        return f"add a ReferenceGrant in namespace {namespace} from {key.kind} in {key.namespace} to {kind}"
+    if len(words) < 2 or "/" not in words[1] or not ("not found" in message or "does not exist" in message):
+        return ""
+    kind, ref = words[0], words[1].rstrip(":")
+    hint = nearest(ref, [obj.key.ref for obj in graph.of_kind(kind)])
+    return f"did you mean {kind} {hint}?" if hint else f"create {kind} {ref}"
+
+
+def dangling_parents(source: DirectorySource, graph: AuthorizationGraph) -> list[Finding]:
+    """parentRefs to a Gateway that does not exist: no Gateway, so no status entry says it."""
+    found = []
+    gateways = [gw.key.ref for gw in graph.of_kind("Gateway")]
+    for route in graph.of_kind("HTTPRoute"):
+        assert isinstance(route, HTTPRoute)
+        for index, ref in enumerate(route.spec.parent_refs or []):
+            if (ref.kind or "Gateway") != "Gateway":
+                continue
+            target = ResourceKey("Gateway", ref.namespace or route.key.namespace, ref.name)
+            if graph.get(target) is None:
+                hint = nearest(target.ref, gateways)
+                found.append(_about(source, route.key, ERROR, "ParentNotFound", f"spec.parentRefs[{index}]",
+                                    f"Gateway {target.ref} does not exist",
+                                    f"did you mean Gateway {hint}?" if hint else f"create Gateway {target.ref}"))
+    return found
+
+
+def _about(source: DirectorySource, key: ResourceKey, severity: str, code: str, field: str, message: str,
+           fix: str) -> Finding:
+    origin, index = source.origins.get(key, ("-", 0))
+    return Finding(severity, code, f"{key.kind} {key.ref}", origin, source.line_of(origin, index), field,
+                   message, fix)
+
+
+def field_aliases(kind: str) -> set[str]:
+    """Every field name (as written in YAML) anywhere in the kind's models: what a typo was meant to be."""
+    names: set[str] = set()
+    seen: set[type] = set()
+    stack = [model for (_, _, k), model in MODELS.items() if k == kind]
+    while stack:
+        model = stack.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            names.add(info.alias or name)
+            stack.extend(_models_in(info.annotation))
+    return names
+
+
+def _models_in(annotation) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]

@@ -1,0 +1,61 @@
+"""`agentic-cp explain` as a script uses it: exit 0 allow, 1 deny, 2 for a wrong question; table, JSON, YAML."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from controlplane.cli import main
+from tests.conftest import ROOT
+
+QUICKSTART = str(ROOT / "examples" / "quickstart")
+GATEWAY = ["--gateway", "quickstart/agent-gateway", "--port", "10443", "--path", "/tools/mcp"]
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = main(["explain", "--config", QUICKSTART, *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_allow_exits_0_and_deny_exits_1(capsys):
+    allowed = run(capsys, *GATEWAY, "--source", "quickstart/math-agent", "--tool", "get-sum")
+    denied = run(capsys, *GATEWAY, "--source", "quickstart/math-agent", "--tool", "echo")
+    assert allowed[0] == 0 and allowed[1].startswith("ALLOW:")
+    assert denied[0] == 1 and denied[1].startswith("DENY:")
+
+
+def test_backend_mode_follows_the_same_exit_codes(capsys):
+    args = ["--backend", "quickstart/everything-mcp", "--source", "quickstart/intern-agent"]
+    assert run(capsys, *args, "--mcp-method", "tools/list")[0] == 0
+    assert run(capsys, *args, "--tool", "echo")[0] == 1
+
+
+@pytest.mark.parametrize(("flag", "typo", "meant"), [
+    ("--gateway", "quickstart/agent-gatway", "quickstart/agent-gateway"),
+    ("--backend", "quickstart/everything-mpc", "quickstart/everything-mcp"),
+])
+def test_a_mistyped_reference_is_an_error_naming_the_nearest(capsys, flag, typo, meant):
+    where = [flag, typo, "--port", "10443", "--path", "/tools/mcp"] if flag == "--gateway" else [flag, typo]
+    code, out, err = run(capsys, *where, "--source", "quickstart/math-agent", "--tool", "get-sum")
+    assert code == 2 and out == ""
+    kind = "Gateway" if flag == "--gateway" else "XBackend"
+    assert err.strip().splitlines() == [f"agentic-cp: {flag} {typo}: no such {kind}; did you mean {meant}?"]
+
+
+def test_a_reference_with_nothing_near_lists_what_exists(capsys):
+    code, _, err = run(capsys, "--gateway", "zzz/qqq", "--port", "1", "--path", "/", "--source", "none")
+    assert code == 2 and "known: quickstart/agent-gateway" in err
+
+
+def test_json_yaml_and_the_json_alias_say_the_same(capsys):
+    args = [*GATEWAY, "--source", "quickstart/research-agent", "--tool", "echo"]
+    as_json = json.loads(run(capsys, *args, "--output", "json")[1])
+    alias = json.loads(run(capsys, *args, "--json")[1])
+    as_yaml = yaml.safe_load(run(capsys, *args, "-o", "yaml")[1])
+    assert as_json == alias == as_yaml
+    assert as_json["decision"] == "allow"
+    assert as_json["deciding_rules"] == ["quickstart/quickstart-agents-only#research-agent",
+                                         "quickstart/everything-tool-grants#research-tools"]
