@@ -14,10 +14,18 @@ import json
 import yaml
 
 from controlplane.api.base import ResourceKey
-from controlplane.commands.common import CommandFailed, controller_option, load_graph, ns_name, require_object
+from controlplane.commands.common import (
+    CommandFailed,
+    UsageError,
+    controller_option,
+    load_graph,
+    nearest,
+    ns_name,
+    require_object,
+)
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.rules import DEFAULT_TRUST_DOMAIN
-from controlplane.graph.view import gateway_view
+from controlplane.graph.view import gateway_view, workloads
 from controlplane.identity import sds
 from controlplane.translate.roles.gateway import gateway_resources
 from controlplane.translate.roles.sidecar import sidecar_resources
@@ -27,6 +35,7 @@ from controlplane.xds.resources import Resource
 TYPE_NAMES = {types.LISTENER: "listeners", types.ROUTE: "routes", types.CLUSTER: "clusters",
               types.ENDPOINT: "endpoints", types.SECRET: "secrets"}
 SERVE_TIME_SECRETS = (sds.SERVER_CERT_SECRET, sds.TRUST_BUNDLE_SECRET)
+SIDECAR_SECRETS = (sds.WORKLOAD_CERT_SECRET, sds.TRUST_BUNDLE_SECRET)
 
 
 def add_parser(sub) -> None:
@@ -34,7 +43,9 @@ def add_parser(sub) -> None:
                        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", action="append", required=True, metavar="PATH",
                    help="a file or folder of resources (repeatable)")
-    p.add_argument("--gateway", required=True, metavar="NS/NAME", help="the Gateway whose proxy to translate for")
+    proxy = p.add_mutually_exclusive_group(required=True)
+    proxy.add_argument("--gateway", metavar="NS/NAME", help="the Gateway whose proxy to translate for")
+    proxy.add_argument("--workload", metavar="NS/SERVICEACCOUNT", help="the workload whose sidecar to translate for")
     p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="output format")
     p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN, help="the mesh's trust domain")
     controller_option(p)
@@ -60,18 +71,35 @@ def as_documents(resources: list[Resource]) -> dict[str, list[dict]]:
 
 def run(args: argparse.Namespace) -> int:
     graph = load_graph(args)
-    gateway = ns_name("Gateway", args.gateway)
-    require_object(graph, gateway, "--gateway")
-    if gateway_view(graph, gateway) is None:
-        raise CommandFailed(f"Gateway {gateway.ref} is not of a GatewayClass this control plane manages: "
-                            "serve sends its proxy nothing (check its gatewayClassName and --controller-name)")
-    docs = as_documents(offline_resources(graph, gateway))
-    header = {"gateway": gateway.ref, "serveTimeSecrets": list(SERVE_TIME_SECRETS),
+    proxy = _workload(graph, args.workload) if args.workload else _gateway(graph, args.gateway)
+    docs = as_documents(offline_resources(graph, proxy))
+    what = f"{'sidecar of ' if args.workload else ''}{proxy.kind} {proxy.ref}"
+    secrets = SIDECAR_SECRETS if args.workload else SERVE_TIME_SECRETS
+    header = {proxy.kind.lower(): proxy.ref, "serveTimeSecrets": list(secrets),
               "note": "SDS secrets are issued by the CA at serve time; only their names are shown"}
     if args.output == "json":
         print(json.dumps({**header, **docs}, indent=2))
     else:
-        print(f"# Envoy resources for Gateway {gateway.ref}, as serve sends them.")
-        print(f"# SDS secrets are issued at serve time and not shown: {', '.join(SERVE_TIME_SECRETS)}")
+        print(f"# Envoy resources for the {what}, as serve sends them.")
+        print(f"# SDS secrets are issued at serve time and not shown: {', '.join(secrets)}")
         print(yaml.safe_dump(docs, sort_keys=False, width=120).rstrip("\n"))
     return 0
+
+
+def _gateway(graph: AuthorizationGraph, ref: str) -> ResourceKey:
+    gateway = ns_name("Gateway", ref)
+    require_object(graph, gateway, "--gateway")
+    if gateway_view(graph, gateway) is None:
+        raise CommandFailed(f"Gateway {gateway.ref} is not of a GatewayClass this control plane manages: "
+                            "serve sends its proxy nothing (check its gatewayClassName and --controller-name)")
+    return gateway
+
+
+def _workload(graph: AuthorizationGraph, ref: str) -> ResourceKey:
+    workload = ns_name("ServiceAccount", ref)
+    known = [key.ref for key in workloads(graph)]
+    if workload.ref not in known:
+        hint = nearest(workload.ref, known)
+        raise UsageError(f"--workload {workload.ref}: no such workload (ServiceAccount, Pod or Service endpoint); "
+                         + (f"did you mean {hint}?" if hint else f"known: {', '.join(known[:5]) or 'none'}"))
+    return workload

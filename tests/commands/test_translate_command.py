@@ -76,3 +76,20 @@ def test_a_gateway_of_another_controller_is_a_failure_saying_why(capsys, tmp_pat
     assert main(["translate", "--config", str(folder), "--gateway", "quickstart/agent-gateway"]) == 1
     assert "not of a GatewayClass this control plane manages" in capsys.readouterr().err
     assert ResourceKey("Gateway", "quickstart", "agent-gateway").ref == "quickstart/agent-gateway"
+
+
+MESH = ROOT / "tests" / "translate" / "testdata" / "mesh"
+
+
+def test_a_workloads_sidecar_is_translated_as_its_golden_case(capsys):
+    code = main(["translate", "--config", str(MESH), "--workload", "tools/weather-server", "-o", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["serviceaccount"] == "tools/weather-server"
+    assert out["serveTimeSecrets"] == ["workload-cert", "spiffe-trust-bundle"]
+    golden = list(yaml.safe_load_all((GOLDEN / "sidecar-inbound.listeners.yaml").read_text()))
+    assert [doc["name"] for doc in out["listeners"]] == [doc["name"] for doc in golden]
+
+
+def test_an_unknown_workload_is_a_usage_error_naming_the_nearest(capsys):
+    code = main(["translate", "--config", str(MESH), "--workload", "tools/weather-servr"])
+    assert code == 2 and "did you mean tools/weather-server?" in capsys.readouterr().err
