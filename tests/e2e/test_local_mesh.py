@@ -6,9 +6,10 @@ nothing owns, so only capture can carry the call. Both pods get the rules `agent
 prints, applied with iptables-restore as an init container would, and a real Envoy sidecar running as UID
 1337 (the UID the rules exclude). The control plane serves xDS from the node namespace. Shown: the call is
 captured and carried over mTLS, get-sum (granted) runs, echo (not granted) is a JSON-RPC error and never
-runs, a destination the graph does not let the agent reach is refused by its own sidecar, and the tool's
-app port (bound on all addresses) answers inside its pod but not from outside it (inbound capture sends
-that connection to 15006, where STRICT mTLS refuses it).
+runs, a destination the graph does not let the agent reach is refused by its own sidecar, the agent's
+sidecar logs the original destination it dialled, and the tool's app port (bound on all addresses)
+answers inside its pod but not from outside it (inbound capture sends that connection to 15006, where
+STRICT mTLS refuses it); nor does the agent's outbound side answer another pod.
 """
 
 from __future__ import annotations
@@ -204,7 +205,8 @@ def test_a_captured_agent_reaches_only_its_granted_tool_through_both_sidecars(me
     refused = agent_sees(mesh, agent, UNREACHABLE_URL)
     inside = probe(mesh, tool, tool.address, APP_PORT)  # the app does listen on the pod's address
     outside = probe(mesh, pods.node, tool.address, APP_PORT)  # from another namespace: captured into 15006
-    print_table(seen, refused, inside, outside)
+    borrow = probe(mesh, pods.node, agent.address, OUTBOUND_PORT)  # the agent's outbound side, from outside
+    print_table(seen, refused, inside, outside, borrow)
 
     assert seen["initialize"]["http_status"] == 200, seen
     assert seen["get-sum"]["text"] == "The sum of 2 and 3 is 5.", seen
@@ -214,6 +216,7 @@ def test_a_captured_agent_reaches_only_its_granted_tool_through_both_sidecars(me
     assert refused["initialize"]["http_status"] == 403, refused
     assert inside.startswith("HTTP/1.1"), inside
     assert not outside.startswith("HTTP/"), outside
+    assert not borrow.startswith("HTTP/"), borrow  # no other pod sends through this workload's identity
     tool_side = access_log(mesh, "tools-weather-server")
     assert {e["caller"] for e in tool_side if e.get("mcp_method") == "tools/call"} == {
         "spiffe://cluster.local/ns/agents/sa/research-agent"}
@@ -231,12 +234,13 @@ def access_log(mesh: Mesh, sidecar_dir: str) -> list[dict]:
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
-def print_table(seen: dict, refused: dict, inside: str, outside: str) -> None:
+def print_table(seen: dict, refused: dict, inside: str, outside: str, borrow: str) -> None:
     rows = [("research-agent -> weather get-sum", seen.get("get-sum", {}).get("text")),
             ("research-agent -> weather echo", (seen.get("echo", {}).get("error") or {}).get("message")),
             ("research-agent -> billing (not reachable)", refused.get("initialize", {}).get("http_status")),
             ("tool pod -> own app port", inside.splitlines()[0] if inside else inside),
-            ("node -> tool app port (bypass)", outside or "nothing")]
+            ("node -> tool app port (bypass)", outside or "nothing"),
+            ("node -> agent's outbound 15001 (borrow)", borrow or "nothing")]
     print("\nlocal mesh decisions:")
     for what, result in rows:
         print(f"  {what:45} {result}")

@@ -19,7 +19,7 @@ not let this workload reach is not configured at all. The outbound side decides 
 tool's side enforces, with the identity it proved. It listens on loopback only, so that no other pod
 can borrow this workload's identity through it; capture still reaches it, because iptables redirects
 locally generated packets to 127.0.0.1 (a connection from another pod to the pod's :15001 is captured
-into 15006 instead, and meets mTLS there).
+into 15006 instead: mTLS there, or refused where the workload serves nothing).
 
 Inbound capture: the rules redirect every TCP connection for the pod (its app port included) to 15006,
 whose `original_dst` listener filter restores the port the caller dialled; STRICT mTLS then refuses any
