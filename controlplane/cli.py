@@ -315,6 +315,31 @@ def run_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_capture_rules(args: argparse.Namespace) -> int:
+    import shlex
+
+    from controlplane.translate import capture
+
+    def items(value: str) -> tuple[str, ...]:
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+
+    try:
+        settings = capture.CaptureSettings(
+            proxy_uid=args.proxy_uid, proxy_gid=args.proxy_gid,
+            inbound_ports=items(args.inbound_ports),
+            excluded_inbound_ports=tuple(int(p) for p in items(args.exclude_inbound_ports)),
+            outbound_cidrs=items(args.outbound_ip_ranges), excluded_outbound_cidrs=items(args.exclude_outbound_ip_ranges),
+            excluded_outbound_ports=tuple(int(p) for p in items(args.exclude_outbound_ports)))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.format == "restore":
+        print(capture.restore_script(settings), end="")
+    else:
+        print("\n".join(shlex.join(line) for line in capture.commands(settings)))
+    return 0
+
+
 def _write_files(out: str, files: Mapping[Path, bytes]) -> None:
     """Each file in one rename, in the given order (the SDS files before the bootstrap that names them)."""
     from controlplane.identity.files import atomic_write
@@ -489,6 +514,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-domain", help="for a new state dir (default cluster.local)")
     p.add_argument("--delta", action="store_true", help="incremental ADS (api_type DELTA_GRPC) instead of SotW")
     p.set_defaults(run=run_bootstrap)
+    p = sub.add_parser("capture-rules", help="print the iptables rules that capture a pod's TCP into its sidecar")
+    p.add_argument("--format", choices=("restore", "commands"), default="restore",
+                   help="iptables-restore input, or one iptables command per rule")
+    p.add_argument("--proxy-uid", type=int, default=1337, help="the sidecar's UID, never captured")
+    p.add_argument("--proxy-gid", type=int, default=1337, help="the sidecar's GID, never captured")
+    p.add_argument("--inbound-ports", default="*", metavar="PORTS", help="captured inbound: '*' or P,P")
+    p.add_argument("--exclude-inbound-ports", default="15006,15020,15021,15090", metavar="PORTS",
+                   help="inbound ports never captured")
+    p.add_argument("--outbound-ip-ranges", default="*", metavar="CIDRS", help="captured outbound: '*' or CIDR,CIDR")
+    p.add_argument("--exclude-outbound-ip-ranges", default="", metavar="CIDRS",
+                   help="outbound destinations never captured")
+    p.add_argument("--exclude-outbound-ports", default="", metavar="PORTS", help="outbound ports never captured")
+    p.set_defaults(run=run_capture_rules)
     _finish(parser)
     return parser
 

@@ -94,6 +94,22 @@ def test_the_sides_listen_on_istios_ports():
         {"address": "127.0.0.1", "portValue": OUTBOUND_PORT}]
 
 
+def test_both_sides_accept_captured_connections_by_their_original_destination():
+    """iptables REDIRECT rewrites the destination; `original_dst` restores it and `useOriginalDst` tells
+    Envoy the arrival port is not the dialled one. The outbound side stays on loopback (captured packets
+    from the pod's own processes are redirected to 127.0.0.1), so explicit-proxy use keeps working."""
+    graph = mesh_graph()
+    listeners = [r.payload for key in (TOOL, RESEARCH) for r in sidecar_resources(graph, key, secrets=[])
+                 if r.type_url == types.LISTENER]
+    assert len(listeners) == 2
+    for lst in listeners:
+        assert lst["useOriginalDst"] is True
+        assert [f["name"] for f in lst["listenerFilters"]] == ["envoy.filters.listener.original_dst"]
+        hcm = lst["filterChains"][0]["filters"][0]["typedConfig"]
+        logged = hcm["accessLog"][0]["typedConfig"]["logFormat"]["jsonFormat"]
+        assert logged["original_destination"] == "%DOWNSTREAM_LOCAL_ADDRESS%"
+
+
 @pytest.fixture
 def publisher():
     graph = mesh_graph()

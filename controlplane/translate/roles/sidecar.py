@@ -7,13 +7,24 @@ same hooks: the MCP filter, ExternalAuth, RBAC (each XBackend's policies in the 
 per Service the workload serves, matched by the Service's names; its route goes to the app on the
 pod's loopback, at the Service port's target port.
 
-Outbound (the agent's side, Istio's port 15001, explicit proxy for now: `HTTP_PROXY=http://127.0.0.1:15001`):
-one virtual host per XBackend the workload may reach (graph/view.py decides), matched by the Service's
+Outbound (the agent's side, Istio's port 15001), in both of Istio's modes at once: transparent capture (the
+pod's iptables rules, translate/capture.py, redirect the app's TCP here; the `original_dst` listener filter
+restores where it was going and `useOriginalDst` would hand it to a listener for that address, of which
+there are none, so it stays here) and explicit proxy (`HTTP_PROXY=http://127.0.0.1:15001`, for agents that
+cannot be captured). Either way the HTTP request carries the Service's Host, so routing is by Host: one
+virtual host per XBackend the workload may reach (graph/view.py decides), matched by the Service's
 names, to an EDS cluster of its endpoints' sidecars (their inbound port) over mTLS that accepts only the
 SPIFFE IDs of the workloads behind that Service. Any other host gets 403: a destination the graph does
 not let this workload reach is not configured at all. The outbound side decides nothing else: the
 tool's side enforces, with the identity it proved. It listens on loopback only, so that no other pod
-can borrow this workload's identity through it.
+can borrow this workload's identity through it; capture still reaches it, because iptables redirects
+locally generated packets to 127.0.0.1 (a connection from another pod to the pod's :15001 is captured
+into 15006 instead: mTLS there, or refused where the workload serves nothing).
+
+Inbound capture: the rules redirect every TCP connection for the pod (its app port included) to 15006,
+whose `original_dst` listener filter restores the port the caller dialled; STRICT mTLS then refuses any
+caller without a mesh certificate, so the app's port is reachable only through the sidecar. The route
+is chosen by the Service's Host and goes to that Service port's target port on loopback.
 
 A side with nothing to serve gets no listener (its connections are refused).
 """
@@ -74,7 +85,8 @@ def _inbound(view: SidecarView, secrets: tuple[Resource, ...]) -> list[Resource]
     side = GatewayView(view.key, (ListenerView("inbound", INBOUND_PORT, True, routes, ()),), view.reads)
     proxy = ProxyContext(SIDECAR_INBOUND, side, secrets)
     port = PortContext(proxy, INBOUND_PORT, True, side.listeners)
-    out = [Resource(LISTENER, listener.listener_name(INBOUND_PORT), listener.listener(port, FEATURES)),
+    inbound = _capture_target(listener.listener(port, FEATURES))
+    out = [Resource(LISTENER, listener.listener_name(INBOUND_PORT), inbound),
            Resource(ROUTE, route_config.route_config_name(INBOUND_PORT), _inbound_routes(proxy, served))]
     out += [Resource(CLUSTER, inbound_cluster_name(p), _local_cluster(p)) for p in {e.app_port for e in served}]
     return out + [r for feature in FEATURES for r in feature.resources(proxy)]
@@ -124,6 +136,7 @@ def _outbound(view: SidecarView, secrets: tuple[Resource, ...]) -> list[Resource
     port = PortContext(proxy, OUTBOUND_PORT, False, ())
     lst = listener.listener(port, FEATURES)
     lst["address"]["socketAddress"]["address"] = OUTBOUND_BIND
+    lst = _capture_target(lst)
     reachable = _first_per_service(view.outbound)
     out = [Resource(LISTENER, listener.listener_name(OUTBOUND_PORT), lst),
            Resource(ROUTE, route_config.route_config_name(OUTBOUND_PORT), _outbound_routes(reachable))]
@@ -158,6 +171,25 @@ def _upstream_mtls(entry: OutboundView) -> dict:
                    "defaultValidationContext": {"matchTypedSubjectAltNames": peers},
                    "validationContextSdsSecretConfig": {"name": TRUST_BUNDLE_SECRET, "sdsConfig": ADS}}}}
     return {"name": "envoy.transport_sockets.tls", "typedConfig": tls}
+
+
+# --- capture --------------------------------------------------------------------------------------------
+
+ORIGINAL_DST_FILTER = {"name": "envoy.filters.listener.original_dst", "typedConfig": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"}}
+
+
+def _capture_target(lst: dict) -> dict:
+    """What a listener that iptables redirects to needs: the connection's original destination restored
+    (SO_ORIGINAL_DST), and Envoy told that the port it arrived on is not the one the caller dialled.
+    Routing stays by Host; the access log records where the caller was going (`original_destination`:
+    the Service's cluster IP and port when captured, the listener's own address when used as a proxy)."""
+    for chain in lst["filterChains"]:
+        for network_filter in chain["filters"]:
+            for log in network_filter["typedConfig"].get("accessLog", ()):
+                fmt = log["typedConfig"]["logFormat"]
+                fmt["jsonFormat"] = {**fmt["jsonFormat"], "original_destination": "%DOWNSTREAM_LOCAL_ADDRESS%"}
+    return lst | {"listenerFilters": [ORIGINAL_DST_FILTER], "useOriginalDst": True}
 
 
 # --- helpers --------------------------------------------------------------------------------------------
