@@ -144,7 +144,13 @@ class KubeApi:
     def from_kubeconfig(
         cls, *, path: str | None = None, context: str | None = None, token_refresh: float = 60.0
     ) -> KubeApi:
-        """From a kubeconfig file and context (default: `$KUBECONFIG`, then `~/.kube/config`), read on first use."""
+        """From a kubeconfig file and context (default: `$KUBECONFIG`, then `~/.kube/config`).
+
+        A missing file or context fails now (ConfigException), as a bad flag should; the credentials are
+        loaded on first use, because the official loader is a coroutine (exec plugins, refreshes)."""
+        contexts, _ = k8s_config.list_kube_config_contexts(config_file=path)
+        if context is not None and context not in {c["name"] for c in contexts}:
+            raise k8s_config.ConfigException(f"kubeconfig has no context {context!r}")
 
         async def configure(configuration: k8s.Configuration) -> None:
             await k8s_config.load_kube_config(config_file=path, context=context,

@@ -12,6 +12,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from kubernetes_asyncio.config import ConfigException
 
 from controlplane.api.base import ResourceKey
 from controlplane.kube.ca_secret import SECRET, load_or_create_from_secret
@@ -98,3 +99,11 @@ async def test_a_kubeconfig_is_read_by_the_official_loader(server, tmp_path):
         assert [item["metadata"]["name"] for item in listed["items"]] == ["svc"]
     finally:
         await api.close()
+
+
+def test_a_missing_kubeconfig_or_context_fails_at_once(server, tmp_path):
+    with pytest.raises(ConfigException):
+        KubeApi.from_kubeconfig(path=str(tmp_path / "nonexistent"))
+    kubeconfig = server.write_kubeconfig(tmp_path / "config", context="team")
+    with pytest.raises(ConfigException, match="no context 'other'"):
+        KubeApi.from_kubeconfig(path=str(kubeconfig), context="other")
