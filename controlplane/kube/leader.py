@@ -10,8 +10,9 @@ leaders. A leader that cannot renew for `renew_deadline` (shorter than the lease
 down before anyone else may take over.
 
 The Lease is read, created and replaced through the official client's `CoordinationV1Api`. Why not
-its `leaderelection` package: it is written for the synchronous client's threads and judges expiry by
-the renew time another replica wrote, which is the clock-skew hazard this module avoids.
+`kubernetes_asyncio.leaderelection` (the same loop over a LeaseLock): it measures expiry on the wall
+clock (`time.time()`), which a clock step can move; this loop uses the monotonic clock, bounds each
+attempt by the renew deadline, and releases the Lease on stop (what tests/kube/test_leader.py holds).
 """
 
 from __future__ import annotations
