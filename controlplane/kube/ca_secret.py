@@ -73,17 +73,16 @@ async def load_or_create_from_secret(
     refuses (e.g. RBAC). Nothing is retried but a lost creation race.
     """
     where = f"Secret {namespace}/{name}"
-    path = SECRET.object_path(namespace=namespace, name=name)
     for _ in range(_ATTEMPTS):
-        secret = await _get(api, path, where)
+        secret = await _get(api, namespace, name, where)
         if secret is not None:
             return _load(secret, where=where, trust_domain=trust_domain)
         if not create_if_missing:
             raise CaStateError(f"{where} holding the CA does not exist")
         ca = CertificateAuthority.create(trust_domain=trust_domain)
         try:
-            await api.request("POST", SECRET.collection_path(namespace=namespace),
-                              body=ca_secret(ca, namespace=namespace, name=name))
+            body = ca_secret(ca, namespace=namespace, name=name)
+            await api.call(lambda k: k.core.create_namespaced_secret, namespace, body)
         except ApiError as error:
             if error.status == 409:  # another replica created it first: use theirs
                 log.info("%s was created by another replica; loading it", where)
@@ -94,9 +93,9 @@ async def load_or_create_from_secret(
     raise CaStateError(f"{where} keeps being created and deleted; gave up after {_ATTEMPTS} attempts")
 
 
-async def _get(api: KubeApi, path: str, where: str) -> dict[str, Any] | None:
+async def _get(api: KubeApi, namespace: str, name: str, where: str) -> dict[str, Any] | None:
     try:
-        return await api.request("GET", path)
+        return await api.call(lambda k: k.core.read_namespaced_secret, name, namespace)
     except ApiError as error:
         if error.status == 404:
             return None

@@ -1,31 +1,45 @@
-"""A small asyncio client for the Kubernetes API: configuration from the official client, HTTP from aiohttp.
+"""The Kubernetes API client: the official `kubernetes_asyncio` client, configured once, its errors in our words.
 
-Why not the official client's own HTTP: it is synchronous (urllib3), and its watch helper hides the
-wire details a robust watch loop needs (410 as a status or as an ERROR event, bookmarks, resuming).
-`kubernetes_asyncio` would do, but it is not a dependency. So the official client's loaders decide
-the host, credentials and CA (kubeconfig and context, or in-cluster), and this module speaks HTTP.
+Why this module: every writer and the watch loop take a `KubeApi`, which holds one official `ApiClient`
+(configured by the official loaders from a kubeconfig and context, or in-cluster) and the typed APIs
+built on it (`Apis`). `call` is the one place where an official `ApiException` becomes our `ApiError`
+(with the apiserver's `Status` reason and message), and where a 401 makes the token be read again once.
+
+Answers come back as the JSON the apiserver sent (dicts), not as the generated models: the watch
+loop hands objects on to our own models, which read fields the generated ones do not know (CRDs),
+and the writers read back only a few fields.
 
 Credentials are re-read while running: projected service-account tokens expire (about hourly) and
-are rewritten in place, and a kubeconfig `tokenFile` may be rotated the same way.
+are rewritten in place, and a kubeconfig `tokenFile` may be rotated the same way. The official
+loaders read a kubeconfig's `tokenFile` once and the in-cluster token on a timer only, so a
+`TokenFile` hook (the official `refresh_api_key_hook`) re-reads it on a timer and after a 401.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
-import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
+import aiohttp  # only for the exception types the official client lets through
 import yaml
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 
 log = logging.getLogger(__name__)
 
 IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 IN_CLUSTER_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+# What a dropped, refused or truncated connection looks like through the official client.
+TRANSIENT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, ValueError)
 
 
 class ApiError(Exception):
@@ -48,89 +62,101 @@ class ApiError(Exception):
             )
         return cls(status=status, message=str(body or "")[:500])
 
+    @classmethod
+    def from_exception(cls, error: ApiException) -> ApiError:
+        """The official exception: a body holding a `Status`, or (watch errors) `reason: message` alone."""
+        status = int(error.status or 0)
+        if error.body:
+            try:
+                return cls.from_status(status=status, body=json.loads(error.body))
+            except ValueError:
+                return cls.from_status(status=status, body=error.body)
+        reason, _, message = str(error.reason or "").partition(": ")
+        return cls(status=status, reason=reason, message=message)
 
-class Credentials:
-    """The `Authorization` header value, re-read every `refresh` seconds and after a 401."""
 
-    def __init__(self, *, configuration: Any = None, token_file: str | None = None, refresh: float = 60.0):
-        self._configuration = configuration
-        self._token_file = token_file
+class TokenFile:
+    """A bearer token read from a file every `refresh` seconds and after a 401, as the official hook."""
+
+    def __init__(self, path: str, *, refresh: float = 60.0):
+        self.path = path
         self._refresh = refresh
-        self._value: str | None = None
         self._read_at = float("-inf")
-
-    def header(self) -> str | None:
-        if time.monotonic() - self._read_at >= self._refresh:
-            self._value = self._read()
-            self._read_at = time.monotonic()
-        return self._value
 
     def invalidate(self) -> None:
         """Force a re-read on the next request: the apiserver just said the token is no good."""
         self._read_at = float("-inf")
 
-    def _read(self) -> str | None:
-        if self._token_file:
-            try:
-                with open(self._token_file, encoding="utf-8") as handle:
-                    return f"Bearer {handle.read().strip()}"
-            except OSError as error:
-                log.warning("cannot read token file %s: %s", self._token_file, error)
-                return self._value
-        configuration = self._configuration
-        if configuration is None:
-            return None
-        hook = getattr(configuration, "refresh_api_key_hook", None)
-        if hook is not None:
-            hook(configuration)  # the official loaders' refresh: in-cluster token, exec plugins
-        keys = getattr(configuration, "api_key", None) or {}
-        return keys.get("BearerToken") or keys.get("authorization")
+    def __call__(self, configuration: k8s.Configuration) -> None:
+        if time.monotonic() - self._read_at < self._refresh:
+            return
+        self._read_at = time.monotonic()
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                configuration.api_key["BearerToken"] = f"Bearer {handle.read().strip()}"
+        except OSError as error:
+            log.warning("cannot read token file %s: %s", self.path, error)
+
+
+class DictApiClient(k8s.ApiClient):
+    """The official ApiClient, answering with the JSON the apiserver sent instead of generated models."""
+
+    def deserialize(self, response: Any, response_type: Any) -> Any:
+        try:
+            return json.loads(response.data)
+        except ValueError:
+            return response.data
+
+
+@dataclass(frozen=True)
+class Apis:
+    """The official typed APIs this project calls, on one ApiClient."""
+
+    client: DictApiClient
+    core: k8s.CoreV1Api
+    apps: k8s.AppsV1Api
+    discovery: k8s.DiscoveryV1Api
+    coordination: k8s.CoordinationV1Api
+    custom: k8s.CustomObjectsApi
+
+    @classmethod
+    def on(cls, client: DictApiClient) -> Apis:
+        return cls(client, k8s.CoreV1Api(client), k8s.AppsV1Api(client), k8s.DiscoveryV1Api(client),
+                   k8s.CoordinationV1Api(client), k8s.CustomObjectsApi(client))
+
+
+Configure = Callable[[k8s.Configuration], Awaitable[Any]]
 
 
 class KubeApi:
-    """JSON requests and streaming watches against one apiserver. Create and use inside one event loop."""
+    """One apiserver through the official client. Create anywhere; use and close inside one event loop."""
 
-    def __init__(
-        self,
-        *,
-        host: str,
-        credentials: Credentials | None = None,
-        ssl_context: ssl.SSLContext | bool | None = None,
-        server_hostname: str | None = None,
-        request_timeout: float = 30.0,
-    ):
-        self.host = host.rstrip("/")
-        self._credentials = credentials or Credentials()
-        self._ssl = ssl_context if ssl_context is not None else True
-        self._server_hostname = server_hostname
-        self._request_timeout = request_timeout
-        self._session: aiohttp.ClientSession | None = None
-
-    @classmethod
-    def from_configuration(
-        cls, configuration: Any, *, token_file: str | None = None, token_refresh: float = 60.0
-    ) -> KubeApi:
-        """From a `kubernetes.client.Configuration` filled by one of the official loaders."""
-        return cls(
-            host=configuration.host,
-            credentials=Credentials(
-                configuration=configuration, token_file=token_file, refresh=token_refresh
-            ),
-            ssl_context=_ssl_context(configuration) if configuration.host.startswith("https") else None,
-            server_hostname=getattr(configuration, "tls_server_name", None) or None,
-        )
+    def __init__(self, *, host: str | None = None, configure: Configure | None = None,
+                 token_file: str | None = None, token_refresh: float = 60.0, request_timeout: float = 30.0):
+        self._host = host
+        self._configure = configure
+        self._token = TokenFile(token_file, refresh=token_refresh) if token_file else None
+        self.request_timeout = request_timeout
+        self._apis: Apis | None = None
+        self._lock = asyncio.Lock()
 
     @classmethod
     def from_kubeconfig(
         cls, *, path: str | None = None, context: str | None = None, token_refresh: float = 60.0
     ) -> KubeApi:
-        from kubernetes import client, config
+        """From a kubeconfig file and context (default: `$KUBECONFIG`, then `~/.kube/config`).
 
-        configuration = client.Configuration()
-        config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
-        return cls.from_configuration(
-            configuration, token_file=_kubeconfig_token_file(path, context), token_refresh=token_refresh
-        )
+        A missing file or context fails now (ConfigException), as a bad flag should; the credentials are
+        loaded on first use, because the official loader is a coroutine (exec plugins, refreshes)."""
+        contexts, _ = k8s_config.list_kube_config_contexts(config_file=path)
+        if context is not None and context not in {c["name"] for c in contexts}:
+            raise k8s_config.ConfigException(f"kubeconfig has no context {context!r}")
+
+        async def configure(configuration: k8s.Configuration) -> None:
+            await k8s_config.load_kube_config(config_file=path, context=context,
+                                              client_configuration=configuration, persist_config=False)
+
+        return cls(configure=configure, token_file=_kubeconfig_token_file(path, context), token_refresh=token_refresh)
 
     @classmethod
     def from_in_cluster(
@@ -141,119 +167,61 @@ class KubeApi:
         environ: Mapping[str, str] | None = None,
         token_refresh: float = 60.0,
     ) -> KubeApi:
-        from kubernetes import client
-        from kubernetes.config.incluster_config import InClusterConfigLoader
+        """From the pod's service account and `KUBERNETES_SERVICE_HOST`/`_PORT`; fails now if not in a pod."""
+        loader = InClusterConfigLoader(token_filename=token_path, cert_filename=ca_path,
+                                       try_refresh_token=False, environ=dict(environ or os.environ))
+        loader.load_and_set(k8s.Configuration())  # validate at once: a missing token or host is a setup error
 
-        configuration = client.Configuration()
-        loader = InClusterConfigLoader(
-            token_filename=token_path, cert_filename=ca_path, environ=dict(environ or os.environ)
-        )
-        loader.load_and_set(configuration)
-        return cls.from_configuration(configuration, token_file=token_path, token_refresh=token_refresh)
+        async def configure(configuration: k8s.Configuration) -> None:
+            loader.load_and_set(configuration)
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> dict[str, Any]:
-        """One JSON request; raises ApiError for any non-2xx answer."""
-        timeout = aiohttp.ClientTimeout(total=self._request_timeout)
-        data = None if body is None else json.dumps(body).encode()
-        response = await self._send(
-            method, path, params=params, data=data, content_type=content_type, timeout=timeout
-        )
-        async with response:
-            if response.status >= 300:
-                raise await _error_of(response)
-            return await response.json(content_type=None)
+        return cls(configure=configure, token_file=token_path, token_refresh=token_refresh)
 
-    async def watch(
-        self, path: str, *, params: Mapping[str, str], read_timeout: float
-    ) -> AsyncIterator[dict[str, Any]]:
-        """The decoded lines of a watch stream, until the server ends it or the connection drops."""
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self._request_timeout, sock_read=read_timeout
-        )
-        response = await self._send("GET", path, params=params, data=None, content_type=None, timeout=timeout)
-        async with response:
-            if response.status != 200:
-                raise await _error_of(response)
-            buffer = bytearray()
-            async for chunk in response.content.iter_any():
-                buffer.extend(chunk)
-                while (end := buffer.find(b"\n")) >= 0:
-                    line = bytes(buffer[:end])
-                    del buffer[: end + 1]
-                    if line.strip():
-                        yield json.loads(line)
-            if buffer.strip():
-                yield json.loads(bytes(buffer))
+    async def apis(self) -> Apis:
+        """The typed APIs, configured on first use (the kubeconfig loader is a coroutine)."""
+        async with self._lock:
+            if self._apis is None:
+                configuration = k8s.Configuration(host=self._host)
+                if self._configure is not None:
+                    await self._configure(configuration)
+                configuration.client_side_validation = False  # the apiserver validates; we only read back
+                if self._token is not None:
+                    configuration.refresh_api_key_hook = self._token
+                    configuration.api_key.setdefault("BearerToken", "")
+                self._apis = Apis.on(DictApiClient(configuration))
+            return self._apis
 
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None,
-        data: bytes | None,
-        content_type: str | None,
-        timeout: aiohttp.ClientTimeout,
-    ) -> aiohttp.ClientResponse:
-        """Send once; after a 401, re-read the credentials and send once more."""
+    async def call(self, method: Callable[[Apis], Callable[..., Awaitable[Any]]], *args: Any, **kwargs: Any) -> Any:
+        """`method(apis)(*args, **kwargs)`, one official call: ApiError for any non-2xx answer, after one
+        retry on 401 with a fresh token. E.g. `call(lambda k: k.core.read_namespaced_secret, name, ns)`."""
+        apis = await self.apis()
         for attempt in (1, 2):
-            headers = {"Accept": "application/json"}
-            if content_type and data is not None:
-                headers["Content-Type"] = content_type
-            if authorization := self._credentials.header():
-                headers["Authorization"] = authorization
-            response = await self._ensure_session().request(
-                method,
-                self.host + path,
-                params=params,
-                data=data,
-                headers=headers,
-                timeout=timeout,
-                server_hostname=self._server_hostname,
-            )
-            if response.status != 401 or attempt == 2:
-                return response
-            response.release()
-            self._credentials.invalidate()
+            try:
+                return await method(apis)(*args, **kwargs)
+            except ApiException as error:
+                if error.status == 401 and attempt == 1 and self._token is not None:
+                    self._token.invalidate()
+                    continue
+                raise self._translated(error) from None
         raise AssertionError("unreachable")
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl))
-        return self._session
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Around a watch stream: the official exceptions it raises, as ApiError."""
+        try:
+            yield
+        except ApiException as error:
+            raise self._translated(error) from None
 
+    def _translated(self, error: ApiException) -> ApiError:
+        if error.status == 401 and self._token is not None:
+            self._token.invalidate()
+        return ApiError.from_exception(error)
 
-async def _error_of(response: aiohttp.ClientResponse) -> ApiError:
-    text = await response.text()
-    try:
-        body: Any = json.loads(text)
-    except ValueError:
-        body = text
-    return ApiError.from_status(status=response.status, body=body)
-
-
-def _ssl_context(configuration: Any) -> ssl.SSLContext:
-    """TLS as the kubeconfig says: its CA (or the system's), its client certificate, or no verification."""
-    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
-    if not configuration.verify_ssl:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if configuration.cert_file:
-        context.load_cert_chain(configuration.cert_file, configuration.key_file or None)
-    return context
+    async def close(self) -> None:
+        if self._apis is not None:
+            await self._apis.client.close()
+            self._apis = None
 
 
 def _kubeconfig_token_file(path: str | None, context: str | None) -> str | None:

@@ -1,7 +1,7 @@
 """The table of Kubernetes kinds this project watches, and where each lives in the API.
 
-Why a table and not the official client's typed APIs: the Kubernetes source treats every kind the
-same way (list, watch, diff), so all it needs is the REST coordinates of each one. Versions are the
+Why a table: the Kubernetes source treats every kind the same way (list, watch, diff), so all it needs
+is the coordinates of each one; `kube.typed` turns them into the official client's call. Versions are the
 ones upstream kube-agentic-networking's controller reads (XAccessPolicy v1alpha1, XBackend v0alpha0,
 ReferenceGrant v1beta1).
 """
@@ -16,7 +16,7 @@ BUILTIN_GROUPS = frozenset({"", "discovery.k8s.io", "coordination.k8s.io"})
 
 @dataclass(frozen=True)
 class Kind:
-    """REST coordinates of one kind: `/api[s]/<group>/<version>/[namespaces/<ns>/]<plural>`."""
+    """API coordinates of one kind: `/api[s]/<group>/<version>/[namespaces/<ns>/]<plural>` on the wire."""
 
     kind: str
     group: str
@@ -36,17 +36,6 @@ class Kind:
     @property
     def is_crd(self) -> bool:
         return self.group not in BUILTIN_GROUPS
-
-    def collection_path(self, *, namespace: str | None = None) -> str:
-        """Path of the collection; without a namespace, across all namespaces."""
-        prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        if namespace and self.namespaced:
-            return f"{prefix}/namespaces/{namespace}/{self.plural}"
-        return f"{prefix}/{self.plural}"
-
-    def object_path(self, *, namespace: str | None, name: str, subresource: str | None = None) -> str:
-        path = f"{self.collection_path(namespace=namespace)}/{name}"
-        return f"{path}/{subresource}" if subresource else path
 
 
 XACCESSPOLICY = Kind("XAccessPolicy", "agentic.networking.x-k8s.io", "v1alpha1", "xaccesspolicies", True)

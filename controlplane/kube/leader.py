@@ -8,6 +8,11 @@ Expiry is judged by the local monotonic clock from the moment this replica last 
 change, never by comparing timestamps written by another machine, so clock skew cannot elect two
 leaders. A leader that cannot renew for `renew_deadline` (shorter than the lease duration) steps
 down before anyone else may take over.
+
+The Lease is read, created and replaced through the official client's `CoordinationV1Api`. Why not
+`kubernetes_asyncio.leaderelection` (the same loop over a LeaseLock): it measures expiry on the wall
+clock (`time.time()`), which a clock step can move; this loop uses the monotonic clock, bounds each
+attempt by the renew deadline, and releases the Lease on stop (what tests/kube/test_leader.py holds).
 """
 
 from __future__ import annotations
@@ -53,8 +58,6 @@ class LeaderElector:
         self.identity = identity
         self.leading = asyncio.Event()
         self._api = api
-        self._path = LEASE.object_path(namespace=namespace, name=name)
-        self._collection = LEASE.collection_path(namespace=namespace)
         self._namespace, self._name = namespace, name
         self._lease_duration = lease_duration
         self._renew_deadline = renew_deadline
@@ -117,7 +120,7 @@ class LeaderElector:
 
     async def _acquire_or_renew(self) -> str:
         try:
-            lease = await self._api.request("GET", self._path)
+            lease = await self._read()
         except ApiError as error:
             if error.status != 404:
                 raise
@@ -137,7 +140,7 @@ class LeaderElector:
             )
         lease["spec"] = new_spec
         try:
-            await self._api.request("PUT", self._path, body=lease)  # carries metadata.resourceVersion
+            await self._replace(lease)  # carries metadata.resourceVersion: 409 if someone wrote first
         except ApiError as error:
             if error.status == 409:
                 return FAILED
@@ -159,12 +162,18 @@ class LeaderElector:
             },
         }
         try:
-            await self._api.request("POST", self._collection, body=body)
+            await self._api.call(lambda k: k.coordination.create_namespaced_lease, self._namespace, body)
         except ApiError as error:
             if error.status == 409:  # another replica created it first
                 return FOLLOWER
             raise
         return LEADER
+
+    async def _read(self) -> dict[str, Any]:
+        return await self._api.call(lambda k: k.coordination.read_namespaced_lease, self._name, self._namespace)
+
+    async def _replace(self, lease: dict[str, Any]) -> None:
+        await self._api.call(lambda k: k.coordination.replace_namespaced_lease, self._name, self._namespace, lease)
 
     def _observe(self, spec: dict[str, Any]) -> None:
         record = tuple(
@@ -182,7 +191,7 @@ class LeaderElector:
 
     async def _release(self) -> None:
         try:
-            lease = await self._api.request("GET", self._path)
+            lease = await self._read()
             spec = lease.get("spec") or {}
             if spec.get("holderIdentity") != self.identity:
                 return
@@ -194,7 +203,7 @@ class LeaderElector:
                 "acquireTime": now,
                 "renewTime": now,
             }
-            await self._api.request("PUT", self._path, body=lease)
+            await self._replace(lease)
         except (TimeoutError, ApiError, OSError) as error:
             log.info("%s: could not release lease: %r", self.identity, error)
 

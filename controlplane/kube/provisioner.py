@@ -4,7 +4,8 @@ Why here: a Gateway of our class needs a proxy to be reachable at all (upstream'
 Rendering is pure (`render_gateway_infrastructure`, `render_credentials_secret`), so what the cluster
 gets is testable without one; `GatewayProvisioner.reconcile` applies it with server-side apply (one
 field manager, `agentic-cp`, forced: this controller owns these objects outright) and deletes the
-objects it owns whose Gateway is gone or no longer of our class. Every object also carries an
+objects it owns whose Gateway is gone or no longer of our class, all through the official client's
+typed calls (`patch_namespaced_<kind>` with the apply-patch content type). Every object also carries an
 ownerReference to its Gateway, so the cluster's garbage collector removes it even if this process
 never sees the deletion.
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
@@ -57,6 +59,7 @@ from controlplane.identity.xds_auth import (
 )
 from controlplane.kube.client import ApiError, KubeApi
 from controlplane.kube.kinds import SERVICE, SERVICEACCOUNT, Kind
+from controlplane.kube.typed import list_call, namespaced_call
 from controlplane.translate.bootstrap import (
     BOOTSTRAP_FILE,
     BUNDLE_SDS_FILE,
@@ -565,19 +568,15 @@ class GatewayProvisioner:
     async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply of one object (create or update), as field manager `agentic-cp`, forced."""
         kind = _KIND_BY_NAME[obj["kind"]]
-        meta = obj["metadata"]
-        path = kind.object_path(namespace=meta["namespace"], name=meta["name"])
-        return await self._api.request(
-            "PATCH",
-            path,
-            params={"fieldManager": FIELD_MANAGER, "force": "true"},
-            body=copy.deepcopy(dict(obj)),
-            content_type=APPLY_PATCH,
+        meta, body = obj["metadata"], copy.deepcopy(dict(obj))
+        return await self._api.call(
+            functools.partial(namespaced_call, kind=kind, verb="patch"), meta["name"], meta["namespace"], body,
+            field_manager=FIELD_MANAGER, force=True, _content_type=APPLY_PATCH,
         )
 
     async def _get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return await self._api.request("GET", kind.object_path(namespace=namespace, name=name))
+            return await self._api.call(functools.partial(namespaced_call, kind=kind, verb="read"), name, namespace)
         except ApiError as error:
             if error.status != 404:
                 log.info("cannot read %s %s/%s: %r", kind.kind, namespace, name, error)
@@ -606,10 +605,8 @@ class GatewayProvisioner:
         kinds = [k for k in reversed(KINDS_IN_ORDER) if k is not SECRET or self._delete_secrets]
         for kind in kinds:
             try:
-                listing = await self._api.request(
-                    "GET",
-                    kind.collection_path(),
-                    params={"labelSelector": f"{MANAGED_BY_LABEL}={MANAGED_BY}"},
+                listing = await self._api.call(
+                    functools.partial(list_call, kind=kind), label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}"
                 )
             except (ApiError, OSError, TimeoutError) as error:
                 # e.g. 403 on Secrets without the RBAC: ownerReferences still clean those up
@@ -621,10 +618,9 @@ class GatewayProvisioner:
                 if not owner or (meta.get("namespace"), owner) in live:
                     continue
                 try:
-                    await self._api.request(
-                        "DELETE",
-                        kind.object_path(namespace=meta["namespace"], name=meta["name"]),
-                        params={"propagationPolicy": "Background"},
+                    await self._api.call(
+                        functools.partial(namespaced_call, kind=kind, verb="delete"),
+                        meta["name"], meta["namespace"], propagation_policy="Background",
                     )
                 except ApiError as error:
                     if error.status != 404:

@@ -1,5 +1,8 @@
 """The one writer of status back to the cluster: merge-patches on `/status`, by the leader only.
 
+The patches go through the official client's `CustomObjectsApi` (`patch_*_custom_object_status`, as
+a JSON merge patch): every kind with a status we write is a CRD (Gateway API, kube-agentic-networking).
+
 Why one writer: every replica computes the same statuses, but if all of them wrote, they would
 fight over resourceVersions and flood watchers with identical updates. So every replica says what
 it wants (`write`), and only the elected leader sends it; a follower keeps the latest wish for each
@@ -11,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from controlplane.kube.client import ApiError, KubeApi
+from controlplane.kube.client import ApiError, Apis, KubeApi
 from controlplane.kube.kinds import Kind, kind_named
 
 log = logging.getLogger(__name__)
@@ -94,11 +98,11 @@ class StatusWriter:
             if status is None or not self._elector.is_leader or self._written.get(key) == status:
                 return False
             kind, namespace, name = key
-            path = kind.object_path(namespace=namespace or None, name=name, subresource="status")
             body = {"status": merge_patch(self._written.get(key), status)}
             for attempt in range(self._conflict_retries + 1):
                 try:
-                    await self._api.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+                    await self._api.call(_status_patch_of(kind), *_status_target(kind, namespace, name), body,
+                                         _content_type=MERGE_PATCH)
                 except ApiError as error:
                     if error.status == 404:  # the object is gone: nothing to report on
                         self._desired.pop(key, None)
@@ -117,3 +121,17 @@ class StatusWriter:
         self._written.clear()
         if leading:
             self._flush_task = asyncio.get_running_loop().create_task(self.flush())
+
+
+
+def _status_patch_of(kind: Kind) -> Callable[[Apis], Callable[..., Any]]:
+    """The official status patch of a custom object: namespaced or cluster-scoped."""
+    if kind.namespaced:
+        return lambda k: k.custom.patch_namespaced_custom_object_status
+    return lambda k: k.custom.patch_cluster_custom_object_status
+
+
+def _status_target(kind: Kind, namespace: str, name: str) -> tuple[str, ...]:
+    if kind.namespaced:
+        return kind.group, kind.version, namespace, kind.plural, name
+    return kind.group, kind.version, kind.plural, name

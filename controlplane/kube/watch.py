@@ -1,6 +1,7 @@
 """The watch loop of one Kubernetes kind: list (paginated), stream from the list's resourceVersion,
 follow bookmarks, resume from the last resourceVersion after a dropped connection and relist after
-410 Gone.
+410 Gone. Lists and watches are the official client's (its typed list calls, its `watch.Watch`); the
+loop around them is ours, because the official one relists on its own and hides where it stands.
 
 It knows nothing of resources or change sets: it yields raw `Listing`s, `Event`s and `Failure`s, which
 `controlplane.sources.kubernetes` turns into ChangeSets. Kept apart (kopf style) so that what the
@@ -10,23 +11,24 @@ apiserver says and what the mesh makes of it can be tested one at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
+from kubernetes_asyncio import watch as k8s_watch
 
-from controlplane.kube.client import ApiError, KubeApi
+from controlplane.kube.client import TRANSIENT_ERRORS, ApiError, KubeApi
 from controlplane.kube.kinds import Kind
+from controlplane.kube.typed import list_call
 
 log = logging.getLogger(__name__)
 
 # Answers that will not change by retrying soon: report them, and count the kind as settled.
 SETTLING_STATUSES = frozenset({401, 403, 404})
-# What a dropped or refused connection looks like.
-TRANSIENT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,9 @@ def resource_version(obj: dict[str, Any]) -> str | None:
 async def list_all(*, api: KubeApi, kind: Kind, page_size: int) -> tuple[list[dict[str, Any]], str]:
     """Every object of the kind, page by page, and the resourceVersion to watch from."""
     objects: list[dict[str, Any]] = []
-    params = {"limit": str(page_size)}
+    params: dict[str, Any] = {"limit": page_size}
     while True:
-        page = await api.request("GET", kind.collection_path(), params=params)
+        page = await api.call(functools.partial(list_call, kind=kind), **params)
         for item in page.get("items") or []:
             item.setdefault("apiVersion", kind.api_version)  # list items often come without these
             item.setdefault("kind", kind.kind)
@@ -87,7 +89,7 @@ async def list_all(*, api: KubeApi, kind: Kind, page_size: int) -> tuple[list[di
         meta = page.get("metadata") or {}
         if not meta.get("continue"):
             return objects, str(meta.get("resourceVersion") or "")
-        params = {"limit": str(page_size), "continue": meta["continue"]}
+        params = {"limit": page_size, "_continue": meta["continue"]}
 
 
 @dataclass
@@ -124,10 +126,10 @@ async def watch_kind(
                 objects, cursor.resource_version = await list_all(api=api, kind=kind, page_size=page_size)
                 cursor.attempt = 0
                 yield Listing(kind=kind, objects=objects)
-            async for event in watch_stream(
-                api=api, kind=kind, cursor=cursor, timeout_seconds=timeout_seconds
-            ):
-                yield event
+            stream = watch_stream(api=api, kind=kind, cursor=cursor, timeout_seconds=timeout_seconds)
+            async with contextlib.aclosing(stream):  # closed with this loop: it holds a connection
+                async for event in stream:
+                    yield event
             if not cursor.lines:  # an empty stream that ends at once must not become a busy loop
                 await asyncio.sleep(backoff.delay(cursor.failed()))
         except ApiError as error:
@@ -151,21 +153,25 @@ async def watch_stream(
     *, api: KubeApi, kind: Kind, cursor: Cursor, timeout_seconds: int
 ) -> AsyncIterator[Event]:
     """One watch request from the cursor's resourceVersion; every line (bookmarks too) moves the cursor."""
-    params = {
-        "watch": "true",
-        "resourceVersion": cursor.resource_version or "",
-        "allowWatchBookmarks": "true",
-        "timeoutSeconds": str(timeout_seconds),
-    }
     cursor.lines = 0
-    async for line in api.watch(kind.collection_path(), params=params, read_timeout=timeout_seconds + 30):
-        obj = line.get("object") or {}
-        if line.get("type") == "ERROR":
-            raise ApiError.from_status(status=500, body=obj)
-        cursor.resource_version = resource_version(obj) or cursor.resource_version
-        cursor.attempt, cursor.lines = 0, cursor.lines + 1
-        if line.get("type") != "BOOKMARK":
-            yield Event(kind=kind, type=line.get("type", ""), object=obj)
+    apis = await api.apis()
+    async with k8s_watch.Watch(return_type="object") as stream:
+        events = stream.stream(
+            list_call(apis, kind=kind),
+            resource_version=cursor.resource_version or "",
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout_seconds,
+            _request_timeout=(api.request_timeout, timeout_seconds + 30),
+        )
+        with api.errors():
+            async for line in events:
+                if not isinstance(line, dict):  # a line cut short by a dropped connection
+                    raise ValueError(f"truncated watch line: {str(line)[:80]!r}")  # noqa: TRY004 - transient
+                obj = line.get("raw_object") or {}
+                cursor.resource_version = resource_version(obj) or cursor.resource_version
+                cursor.attempt, cursor.lines = 0, cursor.lines + 1
+                if line.get("type") != "BOOKMARK":
+                    yield Event(kind=kind, type=line.get("type", ""), object=obj)
 
 
 def _pause_after(

@@ -16,6 +16,7 @@ arrive close together.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -255,8 +256,10 @@ class KubernetesSource:
         attempt = 0
         while True:
             try:
-                async for item in watch_kind(api=api, kind=kind, **self._watch_options):
-                    await queue.put(item)
+                items = watch_kind(api=api, kind=kind, **self._watch_options)
+                async with contextlib.aclosing(items):  # a cancelled pump closes its watch connection
+                    async for item in items:
+                        await queue.put(item)
             except Exception:
                 log.exception("watch loop for %s crashed; restarting", kind.resource)
                 await asyncio.sleep(self._backoff.delay(attempt))

@@ -39,6 +39,7 @@ class Recorded:
     method: str
     path: str
     query: dict[str, str]
+    user_agent: str = ""
 
 
 @dataclass
@@ -78,6 +79,11 @@ def merge(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge(result.get(key), value)
     return result
+
+
+def flag(query: Any, name: str) -> bool:
+    """A boolean query parameter as the apiserver parses it (Go's strconv.ParseBool: `true`, `True`, `1`...)."""
+    return str(query.get(name, "")).lower() in ("1", "t", "true")
 
 
 def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -291,14 +297,16 @@ class FakeApiServer:
         return [
             r.query
             for r in self.requests
-            if r.query.get("watch") == "true" and r.path.rstrip("/").endswith("/" + plural)
+            if flag(r.query, "watch") and r.path.rstrip("/").endswith("/" + plural)
         ]
 
     # ---- HTTP --------------------------------------------------------------------------------
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.requests.append(Recorded(request.method, request.path, dict(request.query)))
+        self.requests.append(
+            Recorded(request.method, request.path, dict(request.query), request.headers.get("User-Agent", ""))
+        )
         if self.token is not None:
             header = request.headers.get("Authorization", "")
             if header.split(" ", 1)[-1].strip() != self.token or not header.lower().startswith("bearer "):
@@ -352,7 +360,7 @@ class FakeApiServer:
     @staticmethod
     def _verb(request: web.Request, target: Target) -> str:
         if request.method == "GET" and target.name is None:
-            return "watch" if request.query.get("watch") in ("true", "1") else "list"
+            return "watch" if flag(request.query, "watch") else "list"
         return {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[
             request.method
         ]
@@ -413,7 +421,7 @@ class FakeApiServer:
             )
             await response.write_eof()
             return response
-        watcher = Watcher(kind, target.namespace, request.query.get("allowWatchBookmarks") == "true")
+        watcher = Watcher(kind, target.namespace, flag(request.query, "allowWatchBookmarks"))
         for item in self._backlog(watcher, since):
             watcher.queue.put_nowait(item)
         self._watchers.add(watcher)

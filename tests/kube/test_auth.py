@@ -19,7 +19,9 @@ from controlplane.sources.kubernetes import KubernetesSource
 from tests.kube.conftest import FAST, Consumer, fake_parse, obj
 from tests.kube.fakeapi import FakeApiServer
 
-SERVICES = SERVICE.collection_path()
+
+async def list_services(api: KubeApi) -> dict:
+    return await api.call(lambda k: k.core.list_service_for_all_namespaces)
 
 
 async def test_bearer_token_from_kubeconfig_and_context(server, tmp_path):
@@ -43,7 +45,7 @@ async def test_wrong_token_is_refused(server, tmp_path):
     server.token = "s3cret"
     api = KubeApi.from_kubeconfig(path=str(server.write_kubeconfig(tmp_path / "config", token="nope")))
     with pytest.raises(ApiError) as refused:
-        await api.request("GET", SERVICES)
+        await list_services(api)
     assert refused.value.status == 401
     await api.close()
 
@@ -56,10 +58,10 @@ async def test_a_rotated_token_file_is_read_again(server, tmp_path):
         tmp_path / "config", token_file="token"
     )  # relative to the kubeconfig
     api = KubeApi.from_kubeconfig(path=str(kubeconfig), token_refresh=3600)
-    await api.request("GET", SERVICES)
+    await list_services(api)
     server.token = "second"
     token_file.write_text("second")
-    await api.request("GET", SERVICES)  # a 401 makes it re-read the file before giving up
+    await list_services(api)  # a 401 makes it re-read the file before giving up
     await api.close()
 
 
@@ -138,7 +140,7 @@ async def test_tls_with_kubeconfig_ca_and_client_certificate(pki, tmp_path):
             client_key=pki["client_key"],
         )
         api = KubeApi.from_kubeconfig(path=str(kubeconfig))
-        listed = await api.request("GET", SERVICES)
+        listed = await list_services(api)
         assert [item["metadata"]["name"] for item in listed["items"]] == ["svc"]
         await api.close()
     finally:
@@ -157,10 +159,10 @@ async def test_in_cluster_token_and_ca(pki, tmp_path):
             ca_path=pki["ca"],
             environ={"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": port},
         )
-        await api.request("GET", SERVICES)
+        await list_services(api)
         server.token = "rotated"
         token.write_text("rotated")
-        await api.request("GET", SERVICES)
+        await list_services(api)
         await api.close()
     finally:
         await server.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from controlplane.api.base import ResourceKey
 from controlplane.kube.kinds import ALL_KINDS, NAMESPACE, SERVICE, XACCESSPOLICY, XBACKEND
 from tests.kube.conftest import Consumer, obj, server_versions, wait_until
+from tests.kube.fakeapi import flag
 
 KINDS = (SERVICE, NAMESPACE, XBACKEND)
 
@@ -13,7 +14,7 @@ def list_requests(server, plural):
     return [
         r.query
         for r in server.requests
-        if r.method == "GET" and r.path.endswith("/" + plural) and r.query.get("watch") != "true"
+        if r.method == "GET" and r.path.endswith("/" + plural) and not flag(r.query, "watch")
     ]
 
 
@@ -69,7 +70,7 @@ async def test_dropped_watch_resumes_from_last_resource_version(server, make_sou
         await wait_until(lambda: len(server.watch_requests("services")) > watches_before)
         resumed = server.watch_requests("services")[watches_before]
         assert resumed["resourceVersion"] == last["metadata"]["resourceVersion"]
-        assert resumed["allowWatchBookmarks"] == "true" and resumed["timeoutSeconds"] == "30"
+        assert flag(resumed, "allowWatchBookmarks") and resumed["timeoutSeconds"] == "30"
         assert len(list_requests(server, "services")) == lists_before  # resumed, not relisted
         server.create(obj(SERVICE, "b"))
         await consumer.wait_for(lambda: consumer.versions() == server_versions(server, (SERVICE,)))
@@ -121,7 +122,7 @@ async def test_gone_status_on_reconnect_relists(server, make_source):
         server.compact()
         await consumer.wait_for(lambda: consumer.versions() == server_versions(server, (SERVICE,)))
         assert len(list_requests(server, "services")) > lists_before
-        assert any(r.path.endswith("/services") for r in server.requests if r.query.get("watch") == "true")
+        assert any(r.path.endswith("/services") for r in server.requests if flag(r.query, "watch"))
         assert consumer.errors == []
 
 
