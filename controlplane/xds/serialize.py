@@ -20,6 +20,7 @@ import hashlib
 import json
 from typing import Any
 
+from controlplane.xds import assembly
 from controlplane.xds import resources as types
 from controlplane.xds.resources import Resource, XdsResource, message_class
 from controlplane.xds.wire import len_field
@@ -34,6 +35,8 @@ class SerializingCache:
     def __init__(self) -> None:
         self._entries: dict[str, tuple[XdsResource, frozenset[str]]] = {}  # key -> (resource, its parts' keys)
         self._parts: dict[str, bytes] = {}
+        self._below: dict[str, frozenset[str]] = {}  # part key -> the keys of the parts it was built from
+        self._collectors: list[set[str]] = []  # while parts are built: the keys each one uses
         self._used: set[str] = set()
         self.hits = 0
         self.misses = 0
@@ -45,6 +48,7 @@ class SerializingCache:
     def end(self) -> None:
         self._entries = {k: v for k, v in self._entries.items() if k in self._used}
         self._parts = {k: v for k, v in self._parts.items() if k in self._used}
+        self._below = {k: v for k, v in self._below.items() if k in self._used}
 
     def keep(self, keys: set[str]) -> None:
         """Keep the entries behind `keys` (from `get_tracked`) through this build without rebuilding them."""
@@ -63,9 +67,10 @@ class SerializingCache:
             return XdsResource.from_message(resource.name, resource.payload)
         if resource.type_url == types.ROUTE:
             plan = _RouteConfigurationPlan(resource)
-            key, parts = plan.key, plan.part_keys
+            key = plan.key
         else:
-            plan, key, parts = None, _fingerprint(resource), frozenset()
+            plan, key = None, _fingerprint(resource)
+        parts: set[str] = set()
         cached = self._entries.get(key)
         if cached is not None:
             self.hits += 1
@@ -73,19 +78,40 @@ class SerializingCache:
             return cached[0]
         self.misses += 1
         if plan is not None:
-            built = XdsResource(resource.type_url, resource.name, plan.assemble(self._part), version=key[:16])
+            self._collectors.append(parts)
+            try:
+                body = plan.assemble(self._part)
+            finally:
+                self._collectors.pop()
+            built = XdsResource(resource.type_url, resource.name, body, version=key[:16])
         else:
             built = to_xds_resource(resource)
-        self._entries[key] = (built, parts)
+        self._entries[key] = (built, frozenset(parts))
         self._used.add(key)
         return built
 
     def _part(self, key: str, type_url: str, payload: dict) -> bytes:
-        """The bytes of one sub-message, serialized once per distinct content (`key`, its fingerprint)."""
-        self._used.add(key)
-        if key not in self._parts:
-            self._parts[key] = _serialize(type_url, payload)
+        """The bytes of one sub-message, serialized once per distinct content (`key`, its fingerprint);
+        a route's own parts down to each RBAC policy are cached too (assembly.py)."""
+        cached = self._parts.get(key)
+        keys = {key} | self._below.get(key, frozenset()) if cached is not None else {key}
+        self._used |= keys
+        for collector in self._collectors:
+            collector |= keys
+        if cached is not None:
+            return cached
+        self._collectors.append(below := set())
+        try:
+            self._parts[key] = assembly.encode(type_url, payload, part=self._nested_part, leaf=_serialize)
+        finally:
+            self._collectors.pop()
+        self._below[key] = frozenset(below)
+        for collector in self._collectors:
+            collector |= below
         return self._parts[key]
+
+    def _nested_part(self, type_url: str, payload: dict) -> bytes:
+        return self._part(_fingerprint(Resource(type_url, "", payload)), type_url, payload)
 
 
 class _RouteConfigurationPlan:
@@ -102,8 +128,6 @@ class _RouteConfigurationPlan:
         outline = [resource.type_url, resource.name, self.rest[0],
                    [[vhost[0], [route[0] for route in routes]] for vhost, routes in self.virtual_hosts]]
         self.key = hashlib.sha256(json.dumps(outline, separators=(",", ":")).encode()).hexdigest()
-        self.part_keys = frozenset([self.rest[0]] + [k for vhost, routes in self.virtual_hosts
-                                                     for k in (vhost[0], *(r[0] for r in routes))])
 
     def assemble(self, part) -> bytes:
         """The RouteConfiguration's bytes from its parts' bytes (`part(key, type_url, payload)`)."""
