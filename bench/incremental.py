@@ -1,4 +1,4 @@
-"""`make bench`: what a one-policy edit costs against a full rebuild, measured side by side in one run.
+"""Graph and translation incrementality: a one-policy edit against a full rebuild, side by side in one run.
 
 Figures are reported as ratios of runs made in the same process moments apart, because these
 machines are shared and noisy; absolute seconds are printed too, for orientation only.
@@ -6,13 +6,10 @@ machines are shared and noisy; absolute seconds are printed too, for orientation
 
 from __future__ import annotations
 
-import json
 import statistics
-import sys
 import time
 import tracemalloc
 
-from bench import hostile_files
 from controlplane.api.base import ResourceKey
 from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
@@ -157,17 +154,6 @@ def bench_memory(backends: int) -> dict:
             "peak_mib": round(peak / 2**20, 2)}
 
 
-def main() -> int:
-    sizes = [int(a) for a in sys.argv[1:]] or [10, 100]
-    report = {"graph": [bench_graph(n) for n in sizes],
-              "translate": [bench_translate(n) for n in sizes],
-              "many_gateways": [bench_many_gateways(20)],
-              "memory": [bench_memory(n) for n in sizes],
-              "hostile_files": hostile_files.run(),
-              "note": "ratios compare runs in one process moments apart; seconds are for orientation only"}
-    print(json.dumps(report, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run(sizes: list[int]) -> dict:
+    return {"graph": [bench_graph(n) for n in sizes], "translate": [bench_translate(n) for n in sizes],
+            "many_gateways": [bench_many_gateways(20)], "memory": [bench_memory(n) for n in sizes]}
