@@ -22,9 +22,10 @@ from bench import convergence, hostile_files, hot_spots, incremental
 from tests.support.processes import REPO_ROOT, repo_env
 
 PROFILES = {
-    "quick": {"pipeline": [100, 300], "convergence": [(300, 100)], "incremental": [10], "hostile_rounds": 1},
+    "quick": {"pipeline": [300], "convergence": [(300, 100)], "hot_spots": 100, "incremental": [10],
+              "hostile_rounds": 1},
     "full": {"pipeline": [300, 1000, 3000], "convergence": [(1000, 100), (1000, 1000), (100, 1000)],
-             "incremental": [10, 100], "hostile_rounds": 3},
+             "hot_spots": 300, "incremental": [10, 100], "hostile_rounds": 3},
 }
 
 
@@ -46,7 +47,7 @@ def main(argv: list[str]) -> int:
     report = {"machine": machine(),
               "pipeline": [pipeline_in_fresh_process(n) for n in profile["pipeline"]],
               "convergence": [convergence.side_by_side(r, s) for r, s in profile["convergence"]],
-              "hot_spots": hot_spots.run(),
+              "hot_spots": hot_spots.run(rules=profile["hot_spots"]),
               "incremental": incremental.run(profile["incremental"]),
               "hostile_files": hostile_files.run(rounds=profile["hostile_rounds"])}
     report["wall_s"] = round(time.monotonic() - started, 1)

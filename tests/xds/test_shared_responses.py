@@ -74,3 +74,12 @@ async def test_streams_of_one_push_share_its_encoding_and_keep_their_own_nonces(
         assert server.shared_responses.encoded == 2  # one per push, not one per stream
     finally:
         await server.stop(None)
+
+
+def test_kept_encodings_are_bounded_in_bytes_but_the_latest_is_always_kept():
+    shared = SharedResponses(max_bytes=1500)
+    big = [Response(ROUTE, f"v{i}", (res(ROUTE, "rc", str(i) * 1000),)) for i in range(3)]
+    heads = [shared.head(r) for r in big]
+    assert shared.head(big[2]) is heads[2]  # the latest stays even alone over the bound
+    shared.head(big[1])  # evicted by the byte bound: encoded again
+    assert shared.encoded == 4
