@@ -16,6 +16,7 @@ from controlplane.xds.cache import SnapshotCache
 from tests.graph.test_incremental_graph import CLASS, _backend, _gateway, _policy, _route
 
 GW1, GW2 = "gateway~a~gw1", "gateway~a~gw2"
+POLICY = "type.googleapis.com/envoy.config.rbac.v3.Policy"
 
 
 def _mesh() -> list:
@@ -69,4 +70,4 @@ def test_unchanged_routes_are_not_reserialized_after_a_cache_hit(publisher, monk
     monkeypatch.setattr(serialize, "_serialize", lambda t, p: calls.append(t) or real(t, p))
     edited = parse_object(_policy("a", "p1", "XBackend", "be1", [("alice", ["get-sum"])], True, 1))
     publisher.publish(publisher.graph.apply(ChangeSet(upserts=[edited])))
-    assert calls == [serialize.ROUTE_TYPE]  # only the one route whose backend policy changed
+    assert calls == [POLICY]  # only the one rule (an RBAC Policy) of the one policy that changed

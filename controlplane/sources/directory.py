@@ -266,7 +266,8 @@ class DirectorySource:
         view, owners, problems = self._merged_view()
         change = ChangeSet(synced=synced)
         for key, obj in view.items():
-            if self._view.get(key) != obj:
+            previous = self._view.get(key)
+            if previous is not obj and previous != obj:  # objects of unread files are the same instances
                 change.upserts.append(obj)
         change.deletes = sorted(set(self._view) - set(view))
         for key in change.deletes:
@@ -294,19 +295,27 @@ class DirectorySource:
                 view[obj.key] = obj
                 owners[obj.key] = (origin, index)
         now = self._clock()
+        previous = self._previous_by_origin()
         for path in sorted(self._files):
-            for key, where in self._still_in_force(path, view, now):
+            for key, where in self._still_in_force(path, previous.get(self._origin(path), ()), view, now):
                 view[key], owners[key] = self._view[key], where
         for loop in self._loops:
             problems[self._origin(loop)] = [_file_problem(self._origin(loop), "symlink loop (or a second link to a folder already read): not followed")]
         return view, owners, problems
 
-    def _still_in_force(self, path: Path, live: dict[ResourceKey, Resource], now: float):
-        """Objects this file defined that it no longer does, and that stay until the file is settled:
-        all of them while the file is not whole, else until it has been whole for the settle time."""
-        origin = self._origin(path)
-        missing = [(key, where) for key, where in self.origins.items()
-                   if where[0] == origin and key in self._view and key not in live]
+    def _previous_by_origin(self) -> dict[str, list[tuple[ResourceKey, tuple[str, int]]]]:
+        """The objects of the last view, grouped by the file that defined them (one pass over them all,
+        not one per file)."""
+        grouped: dict[str, list[tuple[ResourceKey, tuple[str, int]]]] = {}
+        for key, where in self.origins.items():
+            if key in self._view:
+                grouped.setdefault(where[0], []).append((key, where))
+        return grouped
+
+    def _still_in_force(self, path: Path, previous, live: dict[ResourceKey, Resource], now: float):
+        """Objects this file defined (`previous`) that it no longer does, and that stay until the file is
+        settled: all of them while the file is not whole, else until it has been whole for the settle time."""
+        missing = [(key, where) for key, where in previous if key not in live]
         if not missing or not self._files[path].whole:
             self._removal_due.pop(path, None)
             return missing

@@ -52,10 +52,12 @@ class XdsResource:
     version: str
     any_bytes: bytes
 
-    def __init__(self, type_url: str, name: str, body: bytes) -> None:
+    def __init__(self, type_url: str, name: str, body: bytes, *, version: str | None = None) -> None:
+        """`version`: a content hash the caller already holds (e.g. from the parts' keys), so a large
+        body is not hashed again; by default a hash of (type URL, body)."""
         if not type_url or not name:
             raise ValueError("an xDS resource needs a type URL and a name")
-        digest = hashlib.sha256(type_url.encode() + b"\0" + body).hexdigest()[:16]
+        digest = version or hashlib.sha256(type_url.encode() + b"\0" + body).hexdigest()[:16]
         for attr, value in (
             ("type_url", type_url),
             ("name", name),

@@ -9,7 +9,9 @@ A RouteConfiguration, which carries the policies and grows with them, is not ser
 Route and each virtual host's other fields are serialized (and cached) on their own and the parent's
 bytes are assembled from them. Protobuf's wire format allows it: a message is the concatenation of
 its fields, and a repeated field is the concatenation of its entries. So a one-policy edit serializes
-the one route that changed.
+the one route that changed. Each part's canonical JSON is hashed once per build, and the whole's cache
+key and version are hashed from its parts' keys: neither the whole's text nor its (megabytes of)
+body is hashed again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import json
 from typing import Any
 
+from controlplane.xds import assembly
 from controlplane.xds import resources as types
 from controlplane.xds.resources import Resource, XdsResource, message_class
 from controlplane.xds.wire import len_field
@@ -32,8 +35,9 @@ class SerializingCache:
     def __init__(self) -> None:
         self._entries: dict[str, tuple[XdsResource, frozenset[str]]] = {}  # key -> (resource, its parts' keys)
         self._parts: dict[str, bytes] = {}
+        self._below: dict[str, frozenset[str]] = {}  # part key -> the keys of the parts it was built from
+        self._collectors: list[set[str]] = []  # while parts are built: the keys each one uses
         self._used: set[str] = set()
-        self._building: set[str] = set()
         self.hits = 0
         self.misses = 0
 
@@ -44,6 +48,7 @@ class SerializingCache:
     def end(self) -> None:
         self._entries = {k: v for k, v in self._entries.items() if k in self._used}
         self._parts = {k: v for k, v in self._parts.items() if k in self._used}
+        self._below = {k: v for k, v in self._below.items() if k in self._used}
 
     def keep(self, keys: set[str]) -> None:
         """Keep the entries behind `keys` (from `get_tracked`) through this build without rebuilding them."""
@@ -60,40 +65,79 @@ class SerializingCache:
     def get(self, resource: Resource) -> XdsResource:
         if not isinstance(resource.payload, dict):
             return XdsResource.from_message(resource.name, resource.payload)
-        key = _fingerprint(resource)
+        if resource.type_url == types.ROUTE:
+            plan = _RouteConfigurationPlan(resource)
+            key = plan.key
+        else:
+            plan, key = None, _fingerprint(resource)
+        parts: set[str] = set()
         cached = self._entries.get(key)
         if cached is not None:
             self.hits += 1
             self._used |= {key, *cached[1]}
             return cached[0]
         self.misses += 1
-        self._building = set()
-        if resource.type_url == types.ROUTE:
-            built = XdsResource(resource.type_url, resource.name, self._route_configuration(resource.payload))
+        if plan is not None:
+            self._collectors.append(parts)
+            try:
+                body = plan.assemble(self._part)
+            finally:
+                self._collectors.pop()
+            built = XdsResource(resource.type_url, resource.name, body, version=key[:16])
         else:
             built = to_xds_resource(resource)
-        self._entries[key] = (built, frozenset(self._building))
+        self._entries[key] = (built, frozenset(parts))
         self._used.add(key)
         return built
 
-    def _route_configuration(self, payload: dict) -> bytes:
-        rest = {k: v for k, v in payload.items() if k != "virtualHosts"}
-        vhosts = [self._virtual_host(vh) for vh in payload.get("virtualHosts", [])]
-        return self._part(types.ROUTE, rest) + b"".join(len_field(VIRTUAL_HOSTS_FIELD, vh) for vh in vhosts)
-
-    def _virtual_host(self, vhost: dict) -> bytes:
-        rest = {k: v for k, v in vhost.items() if k != "routes"}
-        routes = [self._part(ROUTE_TYPE, route) for route in vhost.get("routes", [])]
-        return self._part(VIRTUAL_HOST_TYPE, rest) + b"".join(len_field(ROUTES_FIELD, r) for r in routes)
-
-    def _part(self, type_url: str, payload: dict) -> bytes:
-        """The bytes of one sub-message, serialized once per distinct content."""
-        key = _fingerprint(Resource(type_url, "", payload))
-        self._used.add(key)
-        self._building.add(key)
-        if key not in self._parts:
-            self._parts[key] = _serialize(type_url, payload)
+    def _part(self, key: str, type_url: str, payload: dict) -> bytes:
+        """The bytes of one sub-message, serialized once per distinct content (`key`, its fingerprint);
+        a route's own parts down to each RBAC policy are cached too (assembly.py)."""
+        cached = self._parts.get(key)
+        keys = {key} | self._below.get(key, frozenset()) if cached is not None else {key}
+        self._used |= keys
+        for collector in self._collectors:
+            collector |= keys
+        if cached is not None:
+            return cached
+        self._collectors.append(below := set())
+        try:
+            self._parts[key] = assembly.encode(type_url, payload, part=self._nested_part, leaf=_serialize)
+        finally:
+            self._collectors.pop()
+        self._below[key] = frozenset(below)
+        for collector in self._collectors:
+            collector |= below
         return self._parts[key]
+
+    def _nested_part(self, type_url: str, payload: dict) -> bytes:
+        return self._part(_fingerprint(Resource(type_url, "", payload)), type_url, payload)
+
+
+class _RouteConfigurationPlan:
+    """A RouteConfiguration cut into its parts (each virtual host's own fields, each route, the rest),
+    each fingerprinted once; the whole's key is built from the parts' keys, never from the whole text."""
+
+    def __init__(self, resource: Resource) -> None:
+        payload = resource.payload
+        self.rest = _keyed(types.ROUTE, {k: v for k, v in payload.items() if k != "virtualHosts"})
+        self.virtual_hosts = [
+            (_keyed(VIRTUAL_HOST_TYPE, {k: v for k, v in vhost.items() if k != "routes"}),
+             [_keyed(ROUTE_TYPE, route) for route in vhost.get("routes", [])])
+            for vhost in payload.get("virtualHosts", [])]
+        outline = [resource.type_url, resource.name, self.rest[0],
+                   [[vhost[0], [route[0] for route in routes]] for vhost, routes in self.virtual_hosts]]
+        self.key = hashlib.sha256(json.dumps(outline, separators=(",", ":")).encode()).hexdigest()
+
+    def assemble(self, part) -> bytes:
+        """The RouteConfiguration's bytes from its parts' bytes (`part(key, type_url, payload)`)."""
+        vhosts = [part(*vhost) + b"".join(len_field(ROUTES_FIELD, part(*route)) for route in routes)
+                  for vhost, routes in self.virtual_hosts]
+        return part(*self.rest) + b"".join(len_field(VIRTUAL_HOSTS_FIELD, vh) for vh in vhosts)
+
+
+def _keyed(type_url: str, payload: dict) -> tuple[str, str, dict]:
+    return _fingerprint(Resource(type_url, "", payload)), type_url, payload
 
 
 def to_xds_resource(resource: Resource) -> XdsResource:

@@ -33,6 +33,7 @@ from controlplane.xds.limits import DEFAULT_LIMITS, LimitExceeded, StreamAdmissi
 from controlplane.xds.memory import MemoryReleaser
 from controlplane.xds.metrics import XdsMetrics
 from controlplane.xds.peer import peer_identity
+from controlplane.xds.shared_responses import SharedResponses
 from controlplane.xds.stream import AdsStream, ConnectionInfo, MalformedRequest, ProtocolViolation
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class XdsServer:
         self._admission = StreamAdmission(limits)
         self._keepalive = keepalive
         self._memory = MemoryReleaser()
+        self.shared_responses = SharedResponses()  # one encoding of a push for all SotW streams
         self._streams: dict[int, AdsStream] = {}
         self._stream_ids = itertools.count(1)
         self._server: grpc.aio.Server | None = None
@@ -212,7 +214,7 @@ class XdsServer:
             await self._reject(
                 context, grpc.StatusCode.PERMISSION_DENIED, str(exc) or "not authorized", "auth"
             )
-        extra: dict[str, Any] = {"policies": self._delta_policies} if delta else {}
+        extra: dict[str, Any] = {"policies": self._delta_policies} if delta else {"shared": self.shared_responses}
         return (DeltaAdsStream if delta else AdsStream)(
             **extra,
             stream_id=next(self._stream_ids),

@@ -27,7 +27,8 @@ from controlplane.xds.limits import (
 from controlplane.xds.metrics import XdsMetrics
 from controlplane.xds.protocol import Request, RequestKind, Response, TypeState, plan_pushes, push_order
 from controlplane.xds.resources import short_name
-from controlplane.xds.wire import encode_discovery_response
+from controlplane.xds.shared_responses import SharedResponses
+from controlplane.xds.wire import discovery_response_tail
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class AdsStream:
         write: Callable[[bytes], Awaitable[None]],
         control_plane_id: str = "",
         limits: StreamLimits = DEFAULT_LIMITS,
+        shared: SharedResponses | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.node_id, self.node_key = node_id, node_key
@@ -121,6 +123,7 @@ class AdsStream:
         self._cache, self._metrics, self._write = cache, metrics, write
         self._control_plane_id = control_plane_id
         self._limits = limits
+        self._shared = shared if shared is not None else SharedResponses()
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
         self._snapshot_queued = False
         self._nonce = 0
@@ -215,10 +218,8 @@ class AdsStream:
         return plan_pushes(self.states, snapshot, type_urls)
 
     def _encode(self, response: Response, nonce: str) -> bytes:
-        return encode_discovery_response(version_info=response.version_info,
-                                         resources=[r.any_bytes for r in response.resources],
-                                         type_url=response.type_url, nonce=nonce,
-                                         control_plane_id=self._control_plane_id)
+        return self._shared.head(response) + discovery_response_tail(nonce=nonce,
+                                                                     control_plane_id=self._control_plane_id)
 
     def _count(self, response: Any, label: str) -> None:
         """Variant-specific metrics of one response sent."""

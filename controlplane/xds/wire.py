@@ -53,13 +53,21 @@ def encode_discovery_response(
     Fields: version_info=1, resources=2 (repeated Any), type_url=4, nonce=5,
     control_plane=6 (``core.v3.ControlPlane{identifier=1}``).
     """
-    parts = [str_field(1, version_info)]
-    parts.extend(len_field(2, any_bytes) for any_bytes in resources)
-    parts.append(str_field(4, type_url))
-    parts.append(str_field(5, nonce))
-    if control_plane_id:
-        parts.append(len_field(6, str_field(1, control_plane_id)))
-    return b"".join(parts)
+    return (discovery_response_head(version_info=version_info, resources=resources, type_url=type_url)
+            + discovery_response_tail(nonce=nonce, control_plane_id=control_plane_id))
+
+
+def discovery_response_head(*, version_info: str, resources: Iterable[bytes], type_url: str) -> bytes:
+    """Fields 1, 2 and 4 of a DiscoveryResponse: the same for every stream sent this push."""
+    return b"".join([str_field(1, version_info), *(len_field(2, any_bytes) for any_bytes in resources),
+                     str_field(4, type_url)])
+
+
+def discovery_response_tail(*, nonce: str, control_plane_id: str = "") -> bytes:
+    """Fields 5 and 6 of a DiscoveryResponse, per stream. A message is the concatenation of its fields,
+    so head + tail is the whole response, in field order (as betterproto2 writes it)."""
+    control_plane = len_field(6, str_field(1, control_plane_id)) if control_plane_id else b""
+    return str_field(5, nonce) + control_plane
 
 
 def encode_delta_resource(*, name: str, version: str, any_bytes: bytes) -> bytes:
