@@ -75,7 +75,7 @@ def test_an_edit_serializes_only_the_route_that_changed(monkeypatch):
 def test_every_golden_route_configuration_assembled_from_parts_parses_to_the_whole(case):
     """Routes are assembled down to each RBAC policy (assembly.py); Envoy must read the same message."""
     read = golden.Case.read(golden.INPUTS / f"{case}.yaml")
-    for resource in golden.translate(read.graph(), read.gateway, secrets=[]):
+    for resource in golden.translate(read.graph(), read.gateway):
         if resource.type_url == ROUTE:
             built = SerializingCache().get(resource)
             whole = RouteConfiguration.from_dict(copy.deepcopy(resource.payload))
