@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helm.crd_validation import load_crds
-from tests.helm.helm_support import CHART_CRDS_DIR, CUSTOM_VALUES, render
+from tests.helm.helm_support import CUSTOM_VALUES, find, render
 
 
 @pytest.fixture(scope="session")
@@ -19,5 +18,6 @@ def custom_objects() -> list[dict]:
 
 
 @pytest.fixture(scope="session")
-def chart_crds() -> list[dict]:
-    return load_crds(CHART_CRDS_DIR)
+def chart_crds(default_objects) -> list[dict]:
+    """The CRDs as the chart renders them (what `helm install` and `helm upgrade` apply)."""
+    return find(default_objects, "CustomResourceDefinition")

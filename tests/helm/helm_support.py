@@ -14,7 +14,8 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "helm" / "agentic-cp"
-CHART_CRDS_DIR = CHART_DIR / "crds"
+# Upstream's CRD files, byte for byte; templates/crds/crds.yaml renders them with printer columns.
+CHART_CRDS_DIR = CHART_DIR / "files" / "crds"
 UPSTREAM_DIR = REPO_ROOT.parent / "shared" / "upstream-examples" / "kube-agentic-networking"
 PROJECT_MANIFESTS_DIR = REPO_ROOT / "tests" / "manifests"
 
@@ -29,7 +30,14 @@ CUSTOM_VALUES: dict[str, Any] = {
     "image": {"repository": "registry.example.org/agentic-cp", "tag": "1.2.3"},
     "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
     "gatewayClass": {"create": False},
-    "remoteClusters": [{"name": "west", "kubeconfigSecret": "west-kubeconfig"}],
+    "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 7, "targetCPUUtilizationPercentage": 60},
+    "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "kube-prometheus"}},
+    "networkPolicy": {"monitoringNamespace": "observability",
+                      "monitoringPodLabels": {"app.kubernetes.io/name": "prometheus"}},
+    "proxy": {"image": {"repository": "registry.example.org/envoy", "tag": "v1.40.0",
+                        "digest": "sha256:" + "0123456789abcdef" * 4}},
+    "topologySpreadConstraints": [{"maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone",
+                                   "whenUnsatisfiable": "DoNotSchedule"}],
     "podAnnotations": {"prometheus.io/scrape": "true"},
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "mesh", "effect": "NoSchedule"}],
@@ -37,9 +45,9 @@ CUSTOM_VALUES: dict[str, Any] = {
 
 
 def render(values: dict[str, Any] | None = None, *, name: str = RELEASE,
-           namespace: str = NAMESPACE) -> list[dict]:
+           namespace: str = NAMESPACE, chart_dir: Path = CHART_DIR) -> list[dict]:
     """Render the chart with real Helm and return every object, in template order."""
-    manifests = helm_python.Chart.load(CHART_DIR).render(values or {}, name=name, namespace=namespace)
+    manifests = helm_python.Chart.load(chart_dir).render(values or {}, name=name, namespace=namespace)
     objects = []
     for template, text in sorted(manifests.items()):
         if template.endswith("NOTES.txt"):

@@ -6,7 +6,9 @@ applies the CRD's OpenAPI schema and evaluates every `x-kubernetes-validations` 
 
 from __future__ import annotations
 
+import copy
 import re
+import shutil
 from pathlib import Path
 
 import celpy
@@ -25,8 +27,10 @@ from tests.helm.helm_support import (
     CHART_DIR,
     PROJECT_MANIFESTS_DIR,
     UPSTREAM_DIR,
+    find,
     helm_python,
     one,
+    render,
 )
 
 GROUP = "agentic.networking.x-k8s.io"
@@ -142,25 +146,90 @@ def test_cluster_role_covers_every_crd_and_its_status(chart_crds, default_object
         assert not {(GROUP, plural, v) for v in ("create", "update", "patch", "delete")} & grants
 
 
-def test_helm_installs_exactly_these_crds():
+def test_crds_are_templates_so_helm_upgrade_applies_them(chart_crds):
+    """Helm applies crds/ on first install only; the chart has none and renders its CRDs as templates,
+    kept on uninstall (deleting a CRD deletes every policy in the cluster)."""
     chart = helm_python.Chart.load(CHART_DIR)
-    assert sorted(c["name"] for c in chart.crds) == sorted(f"crds/{name}" for name in UPSTREAM_CRD_FILES)
+    assert chart.crds == [] and not (CHART_DIR / "crds").exists()
+    assert sorted(c["metadata"]["name"] for c in chart_crds) == sorted(f"{p}.{GROUP}" for p, *_ in SERVED.values())
+    for crd in chart_crds:
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
 
 
-def test_chart_crds_carry_the_upstream_credit():
-    for name in UPSTREAM_CRD_FILES:
-        header = (CHART_CRDS_DIR / name).read_text().split("apiVersion:", 1)[0]
-        assert "kubernetes-sigs/kube-agentic-networking" in header and "Apache License" in header
-    assert not any("agentic.prototype" in p.name for p in CHART_CRDS_DIR.iterdir())
+def test_crds_can_be_left_out():
+    assert find(render({"crds": {"install": False}}), "CustomResourceDefinition") == []
+
+
+def test_helm_upgrade_upgrades_a_changed_crd(tmp_path):
+    """An upgrade applies the release's rendered manifest; so a CRD changed between two chart versions
+    reaches the cluster exactly when the two renders differ. Here the second chart's upstream XBackend
+    file gains a field, as a sync from a newer upstream would."""
+    before = _crd(find(render(), "CustomResourceDefinition"), "XBackend")
+    newer = tmp_path / "agentic-cp"
+    shutil.copytree(CHART_DIR, newer)
+    source = newer / "files" / "crds" / "agentic.networking.x-k8s.io_xbackends.yaml"
+    text = source.read_text()
+    anchor = "                  serviceName:\n"
+    assert text.count(anchor) == 1
+    source.write_text(text.replace(anchor, "                  timeout:\n                    type: string\n" + anchor))
+    after = _crd(find(render(chart_dir=newer), "CustomResourceDefinition"), "XBackend")
+    mcp = ["spec", "versions", 0, "schema", "openAPIV3Schema", "properties", "spec", "properties", "mcp", "properties"]
+    assert "timeout" not in _dig(before, mcp) and _dig(after, mcp)["timeout"] == {"type": "string"}
+    assert after["spec"]["versions"][0]["additionalPrinterColumns"] == before["spec"]["versions"][0][
+        "additionalPrinterColumns"]
+    print("\nrendered XBackend CRD, mcp fields before:", sorted(_dig(before, mcp)), "after:", sorted(_dig(after, mcp)))
+
+
+def _dig(obj, path):
+    for key in path:
+        obj = obj[key]
+    return obj
+
+
+def test_printer_columns_show_accepted_targets_and_age(chart_crds):
+    for crd in chart_crds:
+        for version in crd["spec"]["versions"]:
+            columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+            assert columns["Age"] == {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+            assert '?(@.type=="Accepted")' in columns["Accepted"]["jsonPath"]
+    policy = _crd(chart_crds, "XAccessPolicy")
+    for version in policy["spec"]["versions"]:
+        columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+        assert columns["Targets"] == ".spec.targetRefs[*].name"
+        assert columns["Accepted"] == '.status.ancestors[*].conditions[?(@.type=="Accepted")].status'
+        # Each path names fields the version's schema has (a wrong path shows an empty column, silently).
+        schema = version["schema"]["openAPIV3Schema"]["properties"]
+        assert "targetRefs" in schema["spec"]["properties"] and "ancestors" in schema["status"]["properties"]
+    backend = _crd(chart_crds, "XBackend")["spec"]["versions"][0]
+    mcp = backend["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["mcp"]["properties"]
+    for column in backend["additionalPrinterColumns"]:
+        if column["jsonPath"].startswith(".spec.mcp."):
+            assert column["jsonPath"].removeprefix(".spec.mcp.") in mcp
+
+
+def test_chart_crd_sources_are_upstream_bytes_with_credit():
+    assert sorted(p.name for p in CHART_CRDS_DIR.glob("*.yaml")) == sorted(UPSTREAM_CRD_FILES)
+    notice = (CHART_CRDS_DIR / "NOTICE").read_text()
+    assert "kubernetes-sigs/kube-agentic-networking" in notice and "Apache License" in notice
 
 
 @pytest.mark.skipif(not (UPSTREAM_DIR / "crds").is_dir(), reason=f"upstream CRDs not found at {UPSTREAM_DIR}")
 @pytest.mark.parametrize("name", UPSTREAM_CRD_FILES)
-def test_chart_crds_equal_upstream(name):
+def test_chart_crds_equal_upstream_but_for_the_columns(name, chart_crds):
+    """The source file is upstream's byte for byte; the rendered CRD differs from it only by the
+    printer columns, the chart's labels and its two annotations (one of which says so)."""
+    assert (CHART_CRDS_DIR / name).read_bytes() == (UPSTREAM_DIR / "crds" / name).read_bytes()
     [upstream] = load_crds(UPSTREAM_DIR / "crds" / name)
-    [chart] = load_crds(CHART_CRDS_DIR / name)
-    assert chart["metadata"] == upstream["metadata"]
-    assert chart["spec"] == upstream["spec"]  # every schema node, limit and CEL rule
+    [chart] = [c for c in chart_crds if c["metadata"]["name"] == upstream["metadata"]["name"]]
+    spec = copy.deepcopy(chart["spec"])
+    for version in spec["versions"]:
+        assert version.pop("additionalPrinterColumns")
+    assert spec == upstream["spec"]  # every schema node, limit and CEL rule
+    annotations = dict(chart["metadata"]["annotations"])
+    assert "additionalPrinterColumns" in annotations.pop("agentic-cp/changed-from-upstream")
+    assert annotations.pop("helm.sh/resource-policy") == "keep"
+    assert annotations == upstream["metadata"].get("annotations", {})
 
 
 def test_every_cel_rule_compiles_and_sits_where_it_can_be_evaluated(chart_crds):

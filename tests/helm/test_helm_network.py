@@ -41,6 +41,16 @@ def test_network_policy_monitoring_namespace_and_switch():
     assert find(render({"networkPolicy": {"enabled": False}}), "NetworkPolicy") == []
 
 
+def test_network_policy_can_narrow_the_admin_port_to_the_scraper_pods(custom_objects):
+    """Both selectors in one `from` entry: pods with these labels in that namespace (an AND)."""
+    policy = one(custom_objects, "NetworkPolicy")
+    assert _rule_for(policy, "http-metrics")["from"] == [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }]
+    assert _rule_for(policy, "grpc-xds")["from"] == [{"namespaceSelector": {}}]
+
+
 def test_debug_views_are_loopback_only_without_a_token_secret(default_objects):
     args = _container(default_objects)["args"]
     assert "--admin-token-file" not in args

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Copy the upstream kube-agentic-networking CRDs into the chart's crds/ folder.
+"""Copy the upstream kube-agentic-networking CRDs into the chart's files/crds/ folder, byte for byte.
 
-The schema text is copied byte for byte (so every pattern, limit and CEL rule stays upstream's);
-only the controller-gen `status:` stub at the end is dropped and a licence header is prepended.
+The chart does not ship them as they stand: templates/crds/crds.yaml renders them with
+additionalPrinterColumns added (and says so on each CRD), so that `helm upgrade` upgrades them.
+Keeping the source byte-equal makes a refresh a plain copy and any local change visible in the template.
 The stale `agentic.prototype.x-k8s.io_xbackends.yaml` is deliberately not copied.
 
 Usage: hack/sync-crds.py [UPSTREAM_CRDS_DIR]   (default: ../shared/upstream-examples/... beside the repo)
@@ -10,6 +11,7 @@ Usage: hack/sync-crds.py [UPSTREAM_CRDS_DIR]   (default: ../shared/upstream-exam
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,29 +21,13 @@ FILES = (
     "agentic.networking.x-k8s.io_xaccesspolicies.yaml",
     "agentic.networking.x-k8s.io_xbackends.yaml",
 )
-HEADER = """\
-# Copied from kubernetes-sigs/kube-agentic-networking (k8s/crds/{name}),
-# Copyright The Kubernetes Authors, licensed under the Apache License, Version 2.0:
-# http://www.apache.org/licenses/LICENSE-2.0
-# Only the empty controller-gen `status:` stub was removed. Regenerate with hack/sync-crds.py.
-"""
-
-
-def strip_status_stub(text: str) -> str:
-    lines = text.splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        if line.rstrip("\n") == "status:":  # top-level key: no indentation
-            return "".join(lines[:i])
-    return text
 
 
 def main(argv: list[str]) -> int:
     source = Path(argv[1]) if len(argv) > 1 else DEFAULT_SOURCE
     for name in FILES:
-        body = strip_status_stub((source / name).read_text())
-        text = HEADER.format(name=name) + body.removeprefix("---\n")
-        (CHART / "crds" / name).write_text(text)
-        print(f"wrote crds/{name}")
+        shutil.copyfile(source / name, CHART / "files" / "crds" / name)
+        print(f"wrote files/crds/{name}")
     return 0
 
 

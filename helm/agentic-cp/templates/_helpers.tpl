@@ -38,27 +38,25 @@ app.kubernetes.io/part-of: agentic-cp
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/* repository@digest when a digest is given, else repository:tag. Called with an image dict and a default tag. */}}
+{{- define "agentic-cp.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (.image.tag | default .defaultTag) }}
+{{- end }}
+{{- end }}
+
 {{- define "agentic-cp.image" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- include "agentic-cp.imageRef" (dict "image" .Values.image "defaultTag" .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The Envoy image of provisioned Gateway proxies (`--proxy-image`). */}}
+{{- define "agentic-cp.proxyImage" -}}
+{{- include "agentic-cp.imageRef" (dict "image" .Values.proxy.image "defaultTag" "") }}
 {{- end }}
 
 {{/* The Secret holding the CA that every replica shares (`--ca-secret`). */}}
 {{- define "agentic-cp.caSecret" -}}
 {{- .Values.caSecret | default (printf "%s-ca" (include "agentic-cp.fullname" .)) }}
-{{- end }}
-
-{{/* Where a remote cluster's kubeconfig is mounted. */}}
-{{- define "agentic-cp.remoteClusterDir" -}}
-{{- printf "/etc/agentic-cp/remote-clusters/%s" .name }}
-{{- end }}
-
-{{/* values.schema.json checks each remoteClusters entry; this catches what it cannot: a repeated name. */}}
-{{- define "agentic-cp.checkRemoteClusters" -}}
-{{- $seen := dict }}
-{{- range .Values.remoteClusters }}
-{{- if hasKey $seen .name }}
-{{- fail (printf "remoteClusters name %q appears twice" .name) }}
-{{- end }}
-{{- $_ := set $seen .name true }}
-{{- end }}
 {{- end }}
