@@ -67,5 +67,12 @@ def control_plane_for_cluster(options: ClusterOptions, settings: Settings, *,
                        namespace=options.namespace, identity=elector.identity, provisioner=provisioner,
                        elector=elector, controller_name=settings.controller_names[0])
     control_plane.after_publish.append(sync.mark_dirty)
-    control_plane.background.append(sync.run)
+
+    async def write_until_stopped() -> None:
+        try:
+            await sync.run()
+        finally:
+            await writer_api.close()  # its HTTP session, or it leaks into whatever runs next
+
+    control_plane.background.append(write_until_stopped)
     return control_plane

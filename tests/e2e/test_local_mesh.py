@@ -26,7 +26,7 @@ import pytest
 
 from controlplane.translate.capture import PROXY_UID, restore_script
 from controlplane.translate.roles.sidecar import ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT
-from tests.support.envoy import envoy_binary, next_base_id
+from tests.support.envoy import envoy_executable_copy, next_base_id
 from tests.support.netns import LocalPods, Pod, existing_namespaces, why_unavailable
 from tests.support.processes import REPO_ROOT, repo_env, spawn, terminate, wait_until
 
@@ -150,7 +150,8 @@ def sidecar(mesh: Mesh, pod: Pod, workload: str) -> None:
     assert made.returncode == 0, made.stderr
     for path in (out, *out.rglob("*")):
         os.chown(path, PROXY_UID, PROXY_UID)
-    mesh.start(pod, [envoy_binary(), "-c", str(out / "envoy.yaml"), "--base-id", str(next_base_id()),
+    envoy = envoy_executable_copy(mesh.work / "bin")
+    mesh.start(pod, [str(envoy), "-c", str(out / "envoy.yaml"), "--base-id", str(next_base_id()),
                      "--file-flush-interval-msec", "500"], log=f"{out.name}.log", uid=PROXY_UID)
 
 

