@@ -36,8 +36,8 @@ def test_a_csr_for_another_identity_is_refused():
         checked_csr(pem, AGENT)
 
 
-@pytest.mark.parametrize("pem", ["", "not a csr", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
-                                 "-----END CERTIFICATE REQUEST-----\n"])
+@pytest.mark.parametrize("pem", ["", "not a csr", ("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
+                                                    "-----END CERTIFICATE REQUEST-----\n")])
 def test_a_malformed_csr_is_refused(pem):
     with pytest.raises(CsrRefused, match="not a PEM PKCS#10"):
         checked_csr(pem, AGENT)

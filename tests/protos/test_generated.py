@@ -36,7 +36,8 @@ def _diff(committed: dict[str, str], fresh: dict[str, str]) -> str:
 
 def test_the_committed_code_is_what_the_protos_generate(tmp_path):
     out = tmp_path / "protos"
-    result = subprocess.run([sys.executable, GENERATE, "--out", out], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, GENERATE, "--out", out], check=False, capture_output=True, text=True,
+                            timeout=600)
     if result.returncode == GENERATOR_UNAVAILABLE:
         print(f"skipping: {result.stderr.strip()}")
         pytest.skip(f"the protos generator cannot be installed: {result.stderr.strip()[:300]}")
