@@ -40,6 +40,8 @@ def add_parser(actions) -> None:
     q.add_argument("--out", required=True, metavar="DIR", help="where the new cert.pem, key.pem, bundle.pem go")
     q.add_argument("--ttl", type=duration, metavar="DURATION",
                    help="the lifetime asked for, e.g. 1h (default: the server's)")
+    q.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="how long to wait for the TLS connection")
     q.set_defaults(run=run)
 
 
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"--credentials {credentials}: missing {', '.join(missing)}")
     try:
-        received = request_certificate(args.xds_address, credentials, ttl=args.ttl)
+        received = request_certificate(args.xds_address, credentials, ttl=args.ttl, timeout=args.timeout)
     except grpc.FutureTimeoutError:
         raise CommandFailed(f"no TLS connection to {args.xds_address} (is serve running there, and does it "
                             f"accept the certificate in {credentials}?)") from None
