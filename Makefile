@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast demo bench bench-quick lint clean
+.PHONY: install test test-fast demo bench bench-quick lint clean protos
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -35,5 +35,9 @@ bench-quick: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check controlplane tests
 
+## make protos: regenerate controlplane/protos/ from protos/*.proto (the generator gets its own .venv-protos).
+protos:
+	$(PYTHON) protos/generate.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-protos .pytest_cache .hypothesis

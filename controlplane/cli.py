@@ -12,6 +12,7 @@ from controlplane.api import regex
 from controlplane.api.base import Problem
 from controlplane.commands import analyze as analyze_command
 from controlplane.commands import explain as explain_command
+from controlplane.commands import identity_request as identity_request_command
 from controlplane.commands import proxies as proxies_command
 from controlplane.commands import translate as translate_command
 from controlplane.commands.common import CommandFailed, UsageError
@@ -500,6 +501,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--ttl-hours", type=float, default=24.0, help=f"validity (at most {MAX_TTL_HOURS:g})")
     q.add_argument("--trust-domain", help="for a new state dir (default cluster.local)")
     q.set_defaults(run=run_identity_issue)
+    identity_request_command.add_parser(isub)
 
     p = sub.add_parser("bootstrap", help="write an Envoy bootstrap and its xDS credentials")
     p.add_argument("--xds-address", required=True, metavar="HOST:PORT", help="where Envoy reaches serve's ADS")

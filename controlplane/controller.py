@@ -211,7 +211,7 @@ class ControlPlane:
 
         host, _, _ = self.settings.xds_address.rpartition(":")
         self.xds = XdsServer(cache=self.cache, authorize=xds_auth.authorize_by_spiffe_id(self.settings.trust_domain),
-                             limits=self.settings.xds_limits)
+                             limits=self.settings.xds_limits, extra_handlers=[self._certificate_service().handler()])
         self.publisher = Publisher(graph=self.graph, cache=self.cache, certificates=self.certificates,
                                    registry=self.xds.registry)
         hosts = [h for h in (host, *self.settings.extra_server_hosts) if h not in ("", "0.0.0.0")]
@@ -226,6 +226,14 @@ class ControlPlane:
         port = await self.admin.start(admin_host or "127.0.0.1", int(admin_port))
         log.info("admin API on http://%s:%s (/healthz /readyz /metrics /debug/syncz /debug/config_dump)",
                  admin_host or "127.0.0.1", port)
+
+    def _certificate_service(self):
+        """The identity API beside ADS: SVIDs as long-lived as the ones SDS hands sidecars, at most."""
+        from controlplane.identity.certificate_service import CertificateService
+        from controlplane.identity.csr import SigningPolicy
+
+        ttl = _hours(self.settings.certificate_ttl_hours)
+        return CertificateService(self.ca, SigningPolicy(default_ttl=ttl, max_ttl=ttl))
 
     async def run(self) -> None:
         """Start, then apply the source's changes until cancelled."""

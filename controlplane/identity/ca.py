@@ -274,23 +274,33 @@ class CertificateAuthority:
         ``now`` exists for tests and for the rotation manager's injected clock. The leaf never outlives
         the root: a leaf valid after its issuer would fail verification at the end anyway.
         """
+        key = _new_key()
+        cert = self._checked_leaf(key.public_key(), spiffe_id, _leaf_sans(spiffe_id, dns_names, ip_addresses),
+                                  ttl=ttl, now=now, xds_role=xds_role)
+        pem = _cert_pem(cert)
+        return IssuedIdentity(spiffe_id=spiffe_id, cert_pem=pem, key_pem=_key_pem(key), chain_pem=pem,
+                              not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                              xds_role=xds_role)
+
+    def sign_public_key(self, public_key, spiffe_id: str, *, ttl: timedelta,
+                        now: datetime | None = None) -> x509.Certificate:
+        """A workload SVID for a key the caller holds (a CSR's): the identity API's signing step. Never an
+        xDS role: a certificate got this way cannot open a proxy's xDS stream."""
+        return self._checked_leaf(public_key, spiffe_id, _leaf_sans(spiffe_id, (), ()), ttl=ttl, now=now)
+
+    def _checked_leaf(self, public_key, spiffe_id: str, sans, *, ttl: timedelta, now: datetime | None,
+                      xds_role: str | None = None) -> x509.Certificate:
         td, _ = parse_spiffe_id(spiffe_id)
         if td != self.trust_domain:
             raise ValueError(f"{spiffe_id} is outside trust domain {self.trust_domain!r}")
         if ttl <= timedelta(0):
             raise ValueError("ttl must be positive")
         now = now or _utcnow()
-        not_before = now - BACKDATE
         not_after = min(now + ttl, self.certificate.not_valid_after_utc)
-        key = _new_key()
-        cert = self._sign_leaf(key, spiffe_id, _leaf_sans(spiffe_id, dns_names, ip_addresses),
-                               not_before=not_before, not_after=not_after, xds_role=xds_role)
-        pem = _cert_pem(cert)
-        return IssuedIdentity(spiffe_id=spiffe_id, cert_pem=pem, key_pem=_key_pem(key), chain_pem=pem,
-                              not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-                              xds_role=xds_role)
+        return self._sign_leaf(public_key, spiffe_id, sans, not_before=now - BACKDATE, not_after=not_after,
+                               xds_role=xds_role)
 
-    def _sign_leaf(self, key, spiffe_id, sans, *, not_before: datetime, not_after: datetime,
+    def _sign_leaf(self, public_key, spiffe_id, sans, *, not_before: datetime, not_after: datetime,
                    xds_role: str | None = None) -> x509.Certificate:
         attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.trust_domain)]
         if xds_role:
@@ -302,7 +312,7 @@ class CertificateAuthority:
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.certificate.subject)
-            .public_key(key.public_key())
+            .public_key(public_key)
             .serial_number(_serial())
             .not_valid_before(not_before)
             .not_valid_after(not_after)
@@ -313,7 +323,7 @@ class CertificateAuthority:
                 critical=False,
             )
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
                            critical=False)
             .sign(self._key, hashes.SHA256())

@@ -18,7 +18,7 @@ import inspect
 import itertools
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -80,9 +80,12 @@ class XdsServer:
         delta_policies: Mapping[str, RemovalPolicy] | None = None,
         limits: StreamLimits = DEFAULT_LIMITS,
         keepalive: KeepalivePolicy = XDS_KEEPALIVE,
+        extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
     ) -> None:
         """``delta_policies`` overrides delta.DEFAULT_POLICIES (removed_resources per type URL);
-        ``keepalive`` must be the policy the proxies' bootstraps were rendered with."""
+        ``keepalive`` must be the policy the proxies' bootstraps were rendered with; ``extra_handlers``
+        are other services served on the same port and mTLS (the identity API)."""
+        self._extra_handlers = tuple(extra_handlers)
         self.cache = cache
         self._delta_policies = dict(delta_policies or {})
         self.metrics = metrics if metrics is not None else XdsMetrics()
@@ -112,7 +115,7 @@ class XdsServer:
     async def start(self, address: str, server_credentials: grpc.ServerCredentials | None = None) -> int:
         """Listen on ``host:port`` (port 0 picks one) and return the bound port."""
         server = grpc.aio.server(options=self._keepalive.server_options())
-        server.add_generic_rpc_handlers([self._handlers()])
+        server.add_generic_rpc_handlers([self._handlers(), *self._extra_handlers])
         if server_credentials is None:
             self.port = server.add_insecure_port(address)
         else:
