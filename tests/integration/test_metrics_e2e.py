@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
 
 from tests.support.mesh import LocalMesh
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -60,3 +62,15 @@ async def test_a_denial_is_counted_and_logged_as_a_denial(mesh):
     tags = f'envoy_rbac_http_prefix="backend",envoy_http_conn_manager_prefix="gateway_{port}"'
     denials = [line for line in prometheus if line.startswith(f"envoy_http_rbac_denied{{{tags}}}")]
     assert len(denials) == 1 and int(denials[0].split()[-1]) >= 1, denials
+
+
+def test_the_control_plane_logs_the_gateways_acks_once_each(mesh):
+    def acks() -> list[str]:
+        return [line for line in mesh.log().splitlines() if " ACK " in line]
+
+    wait_until(lambda: any(" ACK rds " in line for line in acks()), timeout=10, what="the gateway's RDS ACK line")
+    acks = acks()
+    print("\n".join(acks))
+    assert any(re.search(r"ACK lds version \S+ in \d+ ms", line) for line in acks), acks
+    assert any(re.search(r"ACK rds version \S+ in \d+ ms", line) for line in acks), acks
+    assert len(acks) == len(set(acks)), acks  # one line per (proxy, type, version)
