@@ -24,6 +24,7 @@ from controlplane.commands.common import controller_option, controllers, existin
 from controlplane.graph import status
 from controlplane.graph.admission import cel_problem
 from controlplane.graph.model import AuthorizationGraph
+from controlplane.graph.reach import agents_without_tools, never_matching
 from controlplane.graph.rules import DEFAULT_TRUST_DOMAIN
 from controlplane.sources.directory import DirectorySource
 
@@ -82,6 +83,7 @@ def analyze(source: DirectorySource, graph: AuthorizationGraph, problems: list[P
     findings += invalid_cel(source, graph)
     findings += status_findings(source, graph)
     findings += dangling_parents(source, graph)
+    findings += unreachable(source, graph)
     return sorted(set(findings), key=lambda f: (f.origin, f.line or 0, f.code, f.object, f.field))
 
 
@@ -167,6 +169,18 @@ def dangling_parents(source: DirectorySource, graph: AuthorizationGraph) -> list
                 found.append(_about(source, route.key, ERROR, "ParentNotFound", f"spec.parentRefs[{index}]",
                                     f"Gateway {target.ref} does not exist",
                                     f"did you mean Gateway {hint}?" if hint else f"create Gateway {target.ref}"))
+    return found
+
+
+def unreachable(source: DirectorySource, graph: AuthorizationGraph) -> list[Finding]:
+    """Warnings, since such a config is valid: rules that can never match, agents that reach no tool."""
+    found = [_about(source, n.policy, WARNING, "NeverMatches", f"spec.rules[{n.rule_index}].authorization",
+                    f"this rule can never match: {n.why}", "remove the rule or the condition that excludes it")
+             for n in never_matching(graph)]
+    found += [_about(source, policy, WARNING, "AgentWithoutTools", "spec.rules",
+                     f"{agent} has no path to any tool: no Gateway listener -> HTTPRoute -> XBackend path allows "
+                     "its tools/call at both levels", "grant it a tool at the Gateway and at an XBackend")
+              for policy, agent in agents_without_tools(graph)]
     return found
 
 

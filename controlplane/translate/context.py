@@ -30,7 +30,9 @@ class ProxyContext:
 
     @property
     def stat_name(self) -> str:
-        return f"{self.gateway.key.namespace}.{self.gateway.key.name}"
+        """The same on every proxy of a role (the scrape target names the proxy): one dashboard for all
+        gateways. No dots, so Envoy's tag extraction takes the whole `<role>_<port>` prefix as a tag."""
+        return self.role.replace("-", "_")
 
 
 @dataclass(frozen=True)

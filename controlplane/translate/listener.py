@@ -32,7 +32,7 @@ def listener(port: PortContext, features: Sequence) -> dict:
 def http_connection_manager(port: PortContext, features: Sequence) -> dict:
     hcm = {
         "@type": HCM_TYPE,
-        "statPrefix": f"{port.proxy.stat_name}.{port.port}",
+        "statPrefix": f"{port.proxy.stat_name}_{port.port}",
         "rds": {"routeConfigName": route_config_name(port.port), "configSource": ADS},
         "httpFilters": [f for feature in features for f in feature.http_filters(port)],
         "forwardClientCertDetails": "SANITIZE_SET",

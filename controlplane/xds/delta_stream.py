@@ -92,6 +92,7 @@ class DeltaAdsStream(AdsStream):
         if kind is DeltaKind.NACK:
             self._record_nack(label, f"nonce {request.response_nonce}", request.error_message)
             if request.response_nonce == state.nonce_sent:  # about what the proxy was last sent
+                self._ack_log.outcome("NACK", label, state.version_sent, state.sent_stamp, request.error_message)
                 self._cache.report_nack(self.node_key, state.type_url, "", request.error_message or "")
         elif kind is DeltaKind.ACK:
             self._record_ack(state, label, converged=request.response_nonce == state.nonce_sent)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.logs import clip
+from controlplane.xds.ack_log import AckLog
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.limits import (
     DEFAULT_LIMITS,
@@ -127,6 +128,7 @@ class AdsStream:
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
         self._snapshot_queued = False
         self._nonce = 0
+        self._ack_log = AckLog(node_id)
         # Unique across streams, replicas and restarts, so an old stream's nonce never matches (R6).
         self._nonce_prefix = f"{cache.version_prefix}-{stream_id:x}-"
 
@@ -230,6 +232,7 @@ class AdsStream:
             self._metrics.stale_nonces.labels(label).inc()
         elif kind is RequestKind.NACK:
             self._record_nack(label, f"version {state.version_sent}", request.error_message)
+            self._ack_log.outcome("NACK", label, state.version_sent, state.sent_stamp, request.error_message)
             self._cache.report_nack(self.node_key, state.type_url, state.version_sent or "",
                                     request.error_message or "")
         elif kind is RequestKind.ACK:
@@ -243,6 +246,8 @@ class AdsStream:
     def _record_ack(self, state: Any, label: str, *, converged: bool) -> None:
         """Count an ACK; when it answers the latest push, observe how long that push took to converge."""
         self._metrics.acks.labels(label).inc()
+        if converged:
+            self._ack_log.outcome("ACK", label, state.version_sent, state.sent_stamp)
         if converged and state.sent_stamp is not None:
             self._metrics.convergence_time.labels(label).observe(time.monotonic() - state.sent_stamp)
             state.sent_stamp = None

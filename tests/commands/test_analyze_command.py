@@ -21,9 +21,17 @@ def analyze(capsys, path) -> tuple[int, list[str], str]:
 
 @pytest.fixture
 def folder(tmp_path):
+    """The quickstart with a tool granted to its intern, so that the copy has no finding at all."""
     copy = tmp_path / "q"
     shutil.copytree(QUICKSTART, copy)
+    edit(copy / "30-policies.yaml", "    - name: intern-base-only", INTERN_TOOL + "    - name: intern-base-only")
     return copy
+
+
+INTERN_TOOL = """    - name: intern-echo
+      source: {type: ServiceAccount, serviceAccount: {name: intern-agent}}
+      authorization: {type: Inline, mcp: {methods: [{name: tools/call, params: [echo]}]}}
+"""
 
 
 def edit(path, old: str, new: str) -> None:
@@ -32,10 +40,48 @@ def edit(path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def test_the_quickstart_has_no_problem(capsys):
+def test_the_quickstart_has_no_error_and_warns_of_its_agent_without_tools(capsys):
     code, out, err = analyze(capsys, QUICKSTART)
+    assert code == 0
+    assert out == [(f"{QUICKSTART / '30-policies.yaml'}:4: warning AgentWithoutTools XAccessPolicy "
+                    "quickstart/quickstart-agents-only: spec.rules: spiffe://cluster.local/ns/quickstart/sa/"
+                    "intern-agent has no path to any tool: no Gateway listener -> HTTPRoute -> XBackend path "
+                    "allows its tools/call at both levels (fix: grant it a tool at the Gateway and at an XBackend)")]
+    assert "0 errors, 1 warnings in 12 resources" in err
+
+
+def test_granting_the_intern_a_tool_ends_the_warning(folder, capsys):
+    code, out, _ = analyze(capsys, folder)
     assert (code, out) == (0, [])
-    assert "0 errors, 0 warnings in 12 resources" in err
+
+NEVER = """apiVersion: agentic.networking.x-k8s.io/v1alpha1
+kind: XAccessPolicy
+metadata: {name: never, namespace: quickstart}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: agent-gateway}]
+  action: Allow
+  rules:
+    - name: get-tools
+      source: {type: ServiceAccount, serviceAccount: {name: math-agent}}
+      authorization: {type: Inline, methods: [GET], mcp: {methods: [{name: tools/call}]}}
+    - name: wrong-port
+      source: {type: ServiceAccount, serviceAccount: {name: math-agent}}
+      authorization: {type: Inline, ports: [9999]}
+    - name: fine
+      source: {type: ServiceAccount, serviceAccount: {name: math-agent}}
+      authorization: {type: Inline, methods: [POST], mcp: {methods: [{name: tools/call}]}}
+"""
+
+
+def test_rules_that_can_never_match_are_warnings(folder, capsys):
+    (folder / "90-never.yaml").write_text(NEVER)
+    code, out, _ = analyze(capsys, folder)
+    never = [line for line in out if "NeverMatches" in line]
+    assert code == 0 and len(never) == 2, out
+    assert never[0].startswith(f"{folder / '90-never.yaml'}:1: warning NeverMatches XAccessPolicy quickstart/never: "
+                               "spec.rules[0].authorization: this rule can never match: it asks for MCP methods "
+                               "but allows only HTTP GET")
+    assert "spec.rules[1].authorization: this rule can never match: it allows only ports [9999]" in never[1]
 
 
 def test_a_typo_gets_its_line_and_the_field_meant(folder, capsys):

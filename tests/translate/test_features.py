@@ -161,3 +161,23 @@ def test_a_feature_that_does_not_apply_changes_nothing_in_the_role(monkeypatch):
     assert any(r.type_url == SECRET for r in baseline)  # the quickstart has an HTTPS listener
     monkeypatch.setattr(gateway_role, "FEATURES", (*FEATURES, Inert()))
     assert resources_for(view, secrets=SECRETS) == baseline
+
+
+def test_one_stat_scheme_per_role_and_each_level_counts_apart():
+    _, port = _proxy()
+    hcm = listener.http_connection_manager(port, FEATURES)
+    assert hcm["statPrefix"] == "gateway_80"  # no namespace/name: the same names on every gateway
+    prefixes = {f["name"]: f["typedConfig"].get("rulesStatPrefix") for f in hcm["httpFilters"] if "rbac" in f["name"]}
+    assert prefixes == {"envoy.filters.http.rbac.gateway_extauth": "gateway_extauth.",
+                        "envoy.filters.http.rbac.backend_extauth": "backend_extauth.",
+                        "envoy.filters.http.rbac.gateway": "gateway.", "envoy.filters.http.rbac.backend": "backend."}
+
+
+def test_every_local_denial_is_marked_and_the_access_log_records_the_mark():
+    _, port = _proxy()
+    mappers = JsonRpcDenial().hcm_patch(port)["localReplyConfig"]["mappers"]
+    assert [m.get("statusCode") for m in mappers] == [200, None]  # with an id: JSON-RPC; without: plain 403
+    for mapper in mappers:
+        assert mapper["headersToAdd"][0]["header"] == {"key": "x-agentic-decision", "value": "denied"}
+    log_format = AccessLog().hcm_patch(port)["accessLog"][0]["typedConfig"]["logFormat"]["jsonFormat"]
+    assert log_format["decision"] == "%RESP(x-agentic-decision)%"

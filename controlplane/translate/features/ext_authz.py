@@ -23,9 +23,9 @@ from controlplane.translate.features.rbac import (
     ANY,
     MCP_METADATA,
     RBAC_PER_ROUTE_TYPE,
-    RBAC_TYPE,
     SHADOW_POLICY_ID_KEY,
     fully_parsed,
+    level_filter_config,
     rule_policy,
 )
 from controlplane.xds.resources import Resource
@@ -64,7 +64,8 @@ class ExtAuthz(Feature):
     def http_filters(self, port: PortContext) -> list[dict]:
         if not port.proxy.enforces_policy:
             return []
-        marks = [{"name": extauth_rbac_filter(level), "typedConfig": {"@type": RBAC_TYPE}} for level in (GATEWAY, BACKEND)]
+        marks = [{"name": extauth_rbac_filter(level), "typedConfig": level_filter_config(f"{level}_extauth")}
+                 for level in (GATEWAY, BACKEND)]
         return marks + [{"name": ext_authz_filter(level), "typedConfig": _ext_authz(level)}
                         for level in (GATEWAY, BACKEND)]
 

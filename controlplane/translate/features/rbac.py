@@ -5,6 +5,7 @@ policy per rule, named `<namespace>/<policy>#<rule>`, as upstream does but witho
 between same-named rules of different policies. The caller is the peer certificate's URI SAN
 (`authenticated.principal_name`); MCP matchers read the MCP filter's dynamic metadata. The same rules
 are installed as shadow rules so that the access log can name the rule that allowed a request.
+Each level counts its decisions apart (`level_filter_config`): `rbac.gateway.denied`, `rbac.backend.denied`.
 
 Every policy also requires that the MCP filter parsed the whole body (no `is_exceeding_limit` marker,
 features/mcp.py): a decision is never taken on a prefix of the message the server will run. Where
@@ -63,13 +64,19 @@ class Rbac(Feature):
     def http_filters(self, port: PortContext) -> list[dict]:
         if not port.proxy.enforces_policy:
             return []
-        return [{"name": rbac_filter(level), "typedConfig": {"@type": RBAC_TYPE}} for level in (GATEWAY, BACKEND)]
+        return [{"name": rbac_filter(level), "typedConfig": level_filter_config(level)} for level in (GATEWAY, BACKEND)]
 
     def virtual_host_config(self, proxy: ProxyContext, listener: ListenerView) -> dict:
         return level_config(listener.policies, GATEWAY)
 
     def weighted_cluster_config(self, proxy: ProxyContext, backend: BackendRefView) -> dict:
         return level_config(backend.backend.policies, BACKEND)
+
+
+def level_filter_config(level: str) -> dict:
+    """The level's allow-all placeholder; its stats are `http.<role>_<port>.rbac.<level>.allowed|denied`,
+    so both levels (and their `_extauth` marks) count apart, under the same names on every proxy."""
+    return {"@type": RBAC_TYPE, "rulesStatPrefix": f"{level}."}
 
 
 def level_config(policies: tuple[PolicyAttachment, ...], level: str) -> dict:
