@@ -1,34 +1,48 @@
 """A denial answered as upstream answers it, for MCP SDK compatibility: HTTP 200 with a JSON-RPC error.
 
 Every filter that denies (RBAC, ext_authz) answers 403; the connection manager's local reply mapper turns
-that into a JSON-RPC error carrying the request's own id (a number stays a number). Only requests that
-carry an id are rewritten: a denied GET, DELETE or notification keeps its plain 403, since answering a
-notification with a JSON-RPC reply would break the protocol.
+that into a JSON-RPC error carrying the request's own id (a number stays a number). A call the local rate
+limit refuses (features/local_rate_limit.py) answers 429; it becomes a JSON-RPC error too, whose message
+and `data.retryWithinSeconds` carry the seconds within which its buckets refill (the exact wait is in the
+`x-ratelimit-reset` header, which Envoy adds only after the body is formatted).
+Only requests that carry an id are rewritten: a denied GET, DELETE or notification keeps its plain status,
+since answering a notification with a JSON-RPC reply would break the protocol.
 """
 
 from __future__ import annotations
 
 from controlplane.translate.context import PortContext
 from controlplane.translate.features.base import Feature
+from controlplane.translate.features.local_rate_limit import RETRY_WITHIN_HEADER
 from controlplane.translate.features.mcp import MCP_FILTER
 
 DENIED_MESSAGE = "Access to this tool is forbidden."
+RETRY_WITHIN = f"%RESP({RETRY_WITHIN_HEADER})%"
+LIMITED_MESSAGE = f"Rate limit exceeded: retry within {RETRY_WITHIN} seconds."
 
 
 class JsonRpcDenial(Feature):
     name = "jsonrpc_denial"
 
     def hcm_patch(self, port: PortContext) -> dict:
-        return {"localReplyConfig": {"mappers": [jsonrpc_denial()]}}
+        return {"localReplyConfig": {"mappers": [jsonrpc_denial(), jsonrpc_rate_limited()]}}
 
 
 def jsonrpc_denial() -> dict:
-    status_403 = {"statusCodeFilter": {"comparison": {
-        "op": "EQ", "value": {"defaultValue": 403, "runtimeKey": "agentic.denied_status"}}}}
+    return _jsonrpc_error(403, "agentic.denied_status", {"code": 403, "message": DENIED_MESSAGE})
+
+
+def jsonrpc_rate_limited() -> dict:
+    return _jsonrpc_error(429, "agentic.limited_status", {"code": 429, "message": LIMITED_MESSAGE,
+                                                          "data": {"retryWithinSeconds": RETRY_WITHIN}})
+
+
+def _jsonrpc_error(status: int, runtime_key: str, error: dict) -> dict:
+    status_is = {"statusCodeFilter": {"comparison": {
+        "op": "EQ", "value": {"defaultValue": status, "runtimeKey": runtime_key}}}}
     has_id = {"metadataFilter": {"matcher": {"filter": MCP_FILTER, "path": [{"key": "id"}],
                                              "value": {"presentMatch": True}},
                                  "matchIfKeyNotFound": False}}
-    body = {"jsonrpc": "2.0", "id": f"%DYNAMIC_METADATA({MCP_FILTER}:id)%",
-            "error": {"code": 403, "message": DENIED_MESSAGE}}
-    return {"filter": {"andFilter": {"filters": [status_403, has_id]}}, "statusCode": 200,
+    body = {"jsonrpc": "2.0", "id": f"%DYNAMIC_METADATA({MCP_FILTER}:id)%", "error": error}
+    return {"filter": {"andFilter": {"filters": [status_is, has_id]}}, "statusCode": 200,
             "bodyFormatOverride": {"jsonFormat": body}}
