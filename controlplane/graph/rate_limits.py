@@ -42,8 +42,20 @@ class ResolvedLimit:
         return caller_ok and (not self.tools or tool in self.tools)
 
 
+    def describe(self) -> str:
+        per = {1: "second", 60: "minute", 3600: "hour"}.get(self.seconds, f"{self.seconds}s")
+        return f"{self.ref}: {self.requests} per {per} for each caller x tool"
+
+
 def rate_limit_node(key: ResourceKey) -> str:
     return f"ratelimit:{key.ref}"
+
+
+def limits_on(graph, target_id: str, listener: str | None) -> list[ResolvedLimit]:
+    """The limits attached to a target (a networkx graph node), by policy; a Gateway's may name listeners."""
+    nodes = [graph.nodes[nid] for nid, _, data in graph.in_edges(target_id, data=True) if data["rel"] == "rate_limited"]
+    nodes = [n for n in nodes if listener is None or not n["sections"] or listener in n["sections"]]
+    return [limit for node in sorted(nodes, key=lambda n: n["key"]) for limit in node["limits"]]
 
 
 def resolve_limits(policy: RateLimitPolicy, trust_domain: str) -> tuple[ResolvedLimit, ...]:

@@ -25,7 +25,7 @@ from controlplane.graph import fragments
 from controlplane.graph.admission import seniority
 from controlplane.graph.listeners import listener_conflicts
 from controlplane.graph.model import AuthorizationGraph
-from controlplane.graph.rate_limits import ResolvedLimit
+from controlplane.graph.rate_limits import ResolvedLimit, limits_on
 from controlplane.graph.request import BASE_EXACT_METHODS, BASE_PREFIX_METHODS
 from controlplane.graph.routing import match_precedence, route_age
 from controlplane.graph.rules import ANY_SOURCE, NO_SOURCE, ResolvedRule
@@ -345,16 +345,10 @@ class _Reader:
         return tuple(sorted(found.values(), key=lambda a: seniority(self._graph.get(a.key))))
 
     def _rate_limits(self, target: str, listener: str | None) -> tuple[ResolvedLimit, ...]:
-        """The limits of the RateLimitPolicies attached to a target, by policy (a Gateway's may name listeners)."""
-        found = []
-        for nid, _, data in self._nx.in_edges(target, data=True):
-            if data["rel"] != "rate_limited":
-                continue
-            node = self._nx.nodes[nid]
-            self.reads.add(node["key"])
-            if listener is None or not node["sections"] or listener in node["sections"]:
-                found.append(node)
-        return tuple(limit for node in sorted(found, key=lambda n: n["key"]) for limit in node["limits"])
+        """The limits of the RateLimitPolicies attached to a target (each policy read, for republishing)."""
+        self.reads.update(self._nx.nodes[nid]["key"] for nid, _, data in self._nx.in_edges(target, data=True)
+                          if data["rel"] == "rate_limited")
+        return tuple(limits_on(self._nx, target, listener))
 
 
 def _attachment(view, node: dict) -> PolicyAttachment:
