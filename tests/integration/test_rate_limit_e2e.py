@@ -7,11 +7,13 @@ research-agent's `get-sum` and math-agent's other calls are in other buckets (or
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
 from tests.support.mesh import LocalMesh
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +40,11 @@ def mesh(tmp_path):
     with LocalMesh(tmp_path) as running:
         (running.config / "40-rate-limits.yaml").write_text(RATE_LIMIT_POLICY)
         yield running
+
+
+def limited_in_access_log(mesh: LocalMesh) -> list[dict]:
+    lines = [json.loads(line) for line in mesh.log("envoy.log").splitlines() if line.startswith("{")]
+    return [e for e in lines if e.get("details") == "local_rate_limited"]
 
 
 def limited(answer) -> bool:
@@ -78,6 +85,14 @@ async def test_the_call_past_the_limit_is_refused_with_a_retry_hint_and_others_a
         for _ in range(LIMIT + 2):
             assert (await research.call_tool("get-sum", SUM)).error is None
         assert (await research.call_tool("echo", {"message": "hi"})).error is None
+    # Counted and logged as limited: Envoy's counter at the backend level, and the access log line.
+    assert mesh.envoy.stats("backend_rate_limit.http_local_rate_limit.rate_limited")[
+        "backend_rate_limit.http_local_rate_limit.rate_limited"] >= 2
+    wait_until(lambda: len(limited_in_access_log(mesh)) >= 2, timeout=10, what="limited calls in the access log")
+    entry = limited_in_access_log(mesh)[-1]
+    assert (entry["caller"], entry["tool"], entry["status"]) == (
+        "spiffe://cluster.local/ns/quickstart/sa/math-agent", "get-sum", 200)
+    assert "RL" in entry["flags"]
 
 
 async def test_exactly_the_limit_passes_in_a_fresh_bucket(mesh):
@@ -93,3 +108,38 @@ async def test_exactly_the_limit_passes_in_a_fresh_bucket(mesh):
             if outcomes[-(LIMIT + 2):] == ["ok"] * (LIMIT + 1) + ["limited"]:
                 break
         assert outcomes[-(LIMIT + 2):] == ["ok"] * (LIMIT + 1) + ["limited"], outcomes
+
+
+async def test_a_gateway_limit_gives_every_caller_and_tool_its_own_bucket_which_refills(mesh):
+    import asyncio
+
+    (mesh.config / "41-gateway-limits.yaml").write_text("""\
+apiVersion: governance.agentic-cp.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: gateway-limits, namespace: quickstart}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: agent-gateway}]
+  limits:
+  - {name: echo, tools: [echo], requests: 2, per: Second}
+  - {name: sum, tools: [get-sum], requests: 2, per: Hour}
+""")
+    async with mesh.client("research-agent") as research:
+        await research.initialize()
+        for _ in range(500):  # until the policy lands and the caller's echo bucket empties
+            refused = await research.call_tool("echo", {"message": "hi"})
+            if limited(refused):
+                break
+        assert limited(refused), refused.raw
+        # The hint is the longest interval at the level: every bucket there is full again within it.
+        assert LIMITED.fullmatch(refused.error["message"]).group(1) == "3600"
+        assert [limited(await research.call_tool("get-sum", SUM)) for _ in range(3)] == [False, False, True]
+        async with mesh.client("math-agent") as math:  # another caller: a bucket of its own
+            await math.initialize()
+            assert (await math.call_tool("get-sum", SUM)).error is None
+        for _ in range(100):  # the per-second echo bucket refills
+            answer = await research.call_tool("echo", {"message": "again"})
+            if answer.error is None:
+                break
+            assert limited(answer), answer.raw
+            await asyncio.sleep(0.05)
+        assert answer.error is None, answer.raw
