@@ -57,10 +57,10 @@ class LocalRateLimit(Feature):
                 for level in (GATEWAY, BACKEND)]
 
     def virtual_host_config(self, proxy: ProxyContext, listener: ListenerView) -> dict:
-        return level_config(listener.rate_limits, GATEWAY)
+        return level_config(listener.rate_limits, GATEWAY) if proxy.enforces_policy else {}
 
     def weighted_cluster_config(self, proxy: ProxyContext, backend: BackendRefView) -> dict:
-        return level_config(backend.backend.rate_limits, BACKEND)
+        return level_config(backend.backend.rate_limits, BACKEND) if proxy.enforces_policy else {}
 
 
 def level_config(limits: tuple[ResolvedLimit, ...], level: str) -> dict:
