@@ -58,7 +58,7 @@ class Settings:
 
 
 WORKLOAD_KINDS = frozenset({"ServiceAccount", "Pod"})  # no graph fragment of their own, yet they make workloads
-SIDECAR_INPUTS = frozenset({"XBackend", "Service", "XAccessPolicy"}) | WORKLOAD_KINDS  # what sidecar views read
+SIDECAR_INPUTS = frozenset({"XBackend", "Service", "XAccessPolicy", "RateLimitPolicy"}) | WORKLOAD_KINDS  # what sidecar views read
 
 
 class Publisher:

@@ -11,13 +11,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controlplane.api import agentic, core, gateway
+from controlplane.api import agentic, core, gateway, governance
 from controlplane.api.base import Problem, Resource
 
 MODELS: dict[tuple[str, str, str], type[Resource]] = {
     (agentic.GROUP, "v1alpha1", "XAccessPolicy"): agentic.XAccessPolicy,
     (agentic.GROUP, "v0alpha0", "XAccessPolicy"): agentic.XAccessPolicyV0,
     (agentic.GROUP, "v0alpha0", "XBackend"): agentic.XBackend,
+    (governance.GOVERNANCE_GROUP, "v1alpha1", "RateLimitPolicy"): governance.RateLimitPolicy,
     (gateway.GATEWAY_GROUP, "v1", "GatewayClass"): gateway.GatewayClass,
     (gateway.GATEWAY_GROUP, "v1beta1", "GatewayClass"): gateway.GatewayClass,
     (gateway.GATEWAY_GROUP, "v1", "Gateway"): gateway.Gateway,

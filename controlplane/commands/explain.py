@@ -91,6 +91,7 @@ def table(request: Request, decision: explain_mod.Decision) -> list[str]:
         lines.append(f"  backend: {decision.backend}")
     lines += [f"  {level.level:<8} {level.target}: {level.decision} - {level.reason}" for level in decision.levels]
     lines += [f"  requires the external authorizer to allow: {ext}" for ext in decision.external_auth]
+    lines += [f"  rate limited by: {limit}" for limit in decision.rate_limits]
     if not decision.levels:
         lines.append(f"  {decision.reason}")
     return lines

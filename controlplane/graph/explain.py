@@ -6,7 +6,8 @@ backend the route sends it to; both levels must allow. At each level an External
 rule of it matches, hands the request to the external authorizer (which `explain` cannot consult, so
 the answer names it as a condition), and the Allow policies of the level are OR-ed: one matching rule
 of any of them allows. A level with no Allow policy allows; traffic with no policy on its path is
-allowed, as upstream does.
+allowed, as upstream does. An allowed `tools/call` also names the RateLimitPolicy limits it takes a
+token from (`rate_limits`): which limit applies, not whether its bucket has tokens left (only Envoy knows).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from controlplane.graph import fragments
 from controlplane.graph.admission import seniority
 from controlplane.graph.listeners import listener_conflicts
 from controlplane.graph.model import AuthorizationGraph
+from controlplane.graph.rate_limits import limits_on
 from controlplane.graph.request import Request
 from controlplane.graph.routing import host_matches, request_matches, route_order
 from controlplane.graph.rules import PolicyView
@@ -36,6 +38,7 @@ class LevelResult:
     matched_rules: list[str] = field(default_factory=list)
     policies: list[str] = field(default_factory=list)
     external_auth: list[str] = field(default_factory=list)
+    rate_limits: list[str] = field(default_factory=list)  # the limits an allowed call takes a token from
 
 
 @dataclass
@@ -55,11 +58,16 @@ class Decision:
     def external_auth(self) -> list[str]:
         return [e for level in self.levels for e in level.external_auth]
 
+    @property
+    def rate_limits(self) -> list[str]:
+        return [limit for level in self.levels for limit in level.rate_limits] if self.decision == ALLOW else []
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["matched_rules"] = self.matched_rules
         data["deciding_rules"] = self.matched_rules if self.decision == ALLOW else []
         data["requires_external_auth"] = self.external_auth
+        data["rate_limits"] = self.rate_limits
         return data
 
 
@@ -169,7 +177,10 @@ def _evaluate_level(graph: AuthorizationGraph, level: str, target_id: str, reque
                     listener: str | None) -> LevelResult:
     target = target_id.split(":", 1)[1]
     views = policies_on(graph, target_id, listener)
-    result = LevelResult(level, target, ALLOW, "", policies=[f"{v.key.ref}" for v in views])
+    result = LevelResult(level, target, ALLOW, "", policies=[f"{v.key.ref}" for v in views],
+                         rate_limits=[lim.describe() for lim in limits_on(graph.graph, target_id, listener)
+                                      if request.mcp_method == "tools/call" and lim.applies(request.source,
+                                                                                              request.tool)])
     for view in (v for v in views if v.action is Action.EXTERNAL_AUTH):
         if any(rule.matches(request) for rule in view.rules):
             ref = view.external_auth.backend_ref

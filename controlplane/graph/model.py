@@ -21,7 +21,8 @@ from controlplane.api.base import Resource, ResourceKey
 from controlplane.api.changes import ChangeSet
 from controlplane.api.core import EndpointSlice, Service
 from controlplane.api.gateway import OUR_CONTROLLER, Gateway, HTTPRoute, ReferenceGrant
-from controlplane.graph import fragments
+from controlplane.api.governance import RateLimitPolicy
+from controlplane.graph import fragments, rate_limits
 from controlplane.graph.admission import Condition, admit
 from controlplane.graph.rules import DEFAULT_TRUST_DOMAIN
 
@@ -31,9 +32,10 @@ FRAGMENT_BUILDERS = {
     XBackend: fragments.xbackend_fragment,
     Service: fragments.service_fragment,
     XAccessPolicy: fragments.policy_fragment,
+    RateLimitPolicy: rate_limits.rate_limit_fragment,
 }
 # Fragments that read the outcome of others are computed after them.
-_PHASE = {"Gateway": 0, "XBackend": 0, "Service": 0, "HTTPRoute": 0, "XAccessPolicy": 1}
+_PHASE = {"Gateway": 0, "XBackend": 0, "Service": 0, "HTTPRoute": 0, "XAccessPolicy": 1, "RateLimitPolicy": 1}
 
 
 def index_names(obj: Resource) -> set[tuple]:

@@ -24,6 +24,7 @@ from controlplane.api.agentic import (
     BaseProtocolOption,
     ExternalAuth,
     MCPMethod,
+    RuleSource,
     SourceType,
     XAccessPolicy,
 )
@@ -75,7 +76,11 @@ def resolve_rules(policy: XAccessPolicy, trust_domain: str) -> tuple[ResolvedRul
 
 
 def _principal(rule: AccessRule, policy_namespace: str, trust_domain: str) -> str:
-    source = rule.source
+    return source_principal(rule.source, policy_namespace, trust_domain)
+
+
+def source_principal(source: RuleSource | None, policy_namespace: str, trust_domain: str) -> str:
+    """The SPIFFE ID a source names (ANY_SOURCE when unset, NO_SOURCE when half-written)."""
     if source is None or (source.type is None and source.spiffe is None and source.service_account is None):
         return ANY_SOURCE
     use_spiffe = source.type is SourceType.SPIFFE or (source.type is None and source.spiffe is not None)

@@ -9,7 +9,7 @@ What gets status (and nothing else, so that other controllers' objects are left 
 - Gateways of such a class (the gateway node's `managed`): `Accepted`, `Programmed`, addresses, and per
   listener `Accepted`, `Programmed`, `ResolvedRefs`, `Conflicted`, `supportedKinds`, `attachedRoutes`;
 - HTTPRoutes, one `parents` entry per parentRef naming one of those Gateways: `Accepted`, `ResolvedRefs`;
-- XAccessPolicies (the kind belongs to this project), one GEP-713 `ancestors` entry per targetRef.
+- XAccessPolicies and RateLimitPolicies, one GEP-713 `ancestors` entry per targetRef.
 
 Entries written by other controllers (route parents, policy ancestors with another `controllerName`) are
 carried over from the previous status untouched. `lastTransitionTime` is kept from the previous status
@@ -30,6 +30,7 @@ from controlplane.api.gateway import OUR_CONTROLLER, Gateway, HTTPRoute, Listene
 from controlplane.graph import fragments
 from controlplane.graph.listeners import listener_conflicts
 from controlplane.graph.model import AuthorizationGraph
+from controlplane.graph.rate_limits import rate_limit_node
 from controlplane.graph.routing import hostnames_intersect
 
 __all__ = [
@@ -105,14 +106,15 @@ WITHHELD = "Invalid"  # GEP-713's reason for a policy that is syntactically fine
 def policy_status(graph: AuthorizationGraph, policy_key: ResourceKey, *, controller_name: str = OUR_CONTROLLER,
                   generation: int | None = None, previous: Mapping[str, Any] | None = None,
                   now: datetime | None = None) -> dict[str, Any] | None:
-    """`{"ancestors": [...]}` for an XAccessPolicy: one entry per targetRef, condition `Accepted`.
+    """`{"ancestors": [...]}` for an XAccessPolicy or a RateLimitPolicy: one entry per targetRef, `Accepted`.
 
     Reasons come from the graph's admission: `Accepted`, `LimitPerTargetExceeded`, `InvalidCEL`,
     `TargetNotFound`, `UnsupportedTargetKind`. None when the policy is not in the graph.
     """
     policy = graph.get(policy_key)
-    node = graph.node(fragments.policy_node(policy_key))
-    if policy is None or node is None or node.get("type") != "policy":
+    rate_limit = policy_key.kind == "RateLimitPolicy"
+    node = graph.node(rate_limit_node(policy_key) if rate_limit else fragments.policy_node(policy_key))
+    if policy is None or node is None or node.get("type") != ("rate_limit_policy" if rate_limit else "policy"):
         return None
     generation = _generation_of(policy, generation)
     previous = _previous_of(policy, previous)
@@ -468,10 +470,10 @@ def all_statuses(graph: AuthorizationGraph, *, controller_name: str = OUR_CONTRO
                                   now=now)
         if status is not None:
             out[("HTTPRoute", route.namespace, route.name)] = status
-    for policy in graph.of_kind("XAccessPolicy"):
+    for policy in graph.of_kind("XAccessPolicy") + graph.of_kind("RateLimitPolicy"):
         status = policy_status(graph, policy.key, controller_name=controller_name, previous=prev(policy.key),
                                now=now)
         if status is not None:
-            out[("XAccessPolicy", policy.namespace, policy.name)] = status
+            out[(policy.key.kind, policy.namespace, policy.name)] = status
     return out
 

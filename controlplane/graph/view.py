@@ -25,6 +25,7 @@ from controlplane.graph import fragments
 from controlplane.graph.admission import seniority
 from controlplane.graph.listeners import listener_conflicts
 from controlplane.graph.model import AuthorizationGraph
+from controlplane.graph.rate_limits import ResolvedLimit, limits_on
 from controlplane.graph.request import BASE_EXACT_METHODS, BASE_PREFIX_METHODS
 from controlplane.graph.routing import match_precedence, route_age
 from controlplane.graph.rules import ANY_SOURCE, NO_SOURCE, ResolvedRule
@@ -44,6 +45,7 @@ __all__ = [
     "ListenerView",
     "OutboundView",
     "PolicyAttachment",
+    "ResolvedLimit",
     "ResolvedRule",
     "RouteAttachment",
     "RouteRuleView",
@@ -93,6 +95,7 @@ class BackendView:
     endpoints: tuple[tuple[str, int], ...] = ()  # an in-cluster XBackend's ready endpoints
     service_endpoints: tuple[tuple[int, tuple[tuple[str, int], ...]], ...] = ()  # a Service's, per port
     policies: tuple[PolicyAttachment, ...] = ()
+    rate_limits: tuple[ResolvedLimit, ...] = ()  # of the RateLimitPolicies attached to it
 
     def endpoints_on(self, port: int | None) -> tuple[tuple[str, int], ...]:
         """A Service backend's ready endpoints for one of its ports."""
@@ -137,6 +140,7 @@ class ListenerView:
     tls: bool
     routes: tuple[RouteAttachment, ...]
     policies: tuple[PolicyAttachment, ...]  # the Gateway's policies that apply on this listener
+    rate_limits: tuple[ResolvedLimit, ...] = ()  # the Gateway's rate limits that apply on this listener
 
 
 @dataclass(frozen=True)
@@ -297,7 +301,7 @@ class _Reader:
         routes = tuple(RouteAttachment(self._rule(rid), tuple(data["hostnames"]))
                        for _, rid, data in self._nx.out_edges(lid, data=True) if data["rel"] == "route")
         return ListenerView(attrs["name"], attrs["port"], HTTP_PROTOCOLS[attrs["protocol"]], routes,
-                            self._policies(gid, attrs["name"]))
+                            self._policies(gid, attrs["name"]), self._rate_limits(gid, attrs["name"]))
 
     def _rule(self, rid: str) -> RouteRuleView:
         node = self._nx.nodes[rid]
@@ -314,10 +318,11 @@ class _Reader:
             self.reads.add(node["key"])
             if node["kind"] == "XBackend":
                 view = BackendView(node["key"], True, hostname=node["hostname"], port=node["port"],
-                                   endpoints=tuple(node["endpoints"]), policies=self._policies(bid, None))
+                                   endpoints=tuple(node["endpoints"]), policies=self._policies(bid, None),
+                                   rate_limits=self._rate_limits(bid, None))
             else:
                 view = BackendView(node["key"], False, service_endpoints=tuple(node["endpoints"]),
-                                   policies=self._policies(bid, None))
+                                   policies=self._policies(bid, None), rate_limits=self._rate_limits(bid, None))
             self._backends[bid] = view
         return self._backends[bid]
 
@@ -338,6 +343,12 @@ class _Reader:
                 continue
             found[view.key] = _attachment(view, node)
         return tuple(sorted(found.values(), key=lambda a: seniority(self._graph.get(a.key))))
+
+    def _rate_limits(self, target: str, listener: str | None) -> tuple[ResolvedLimit, ...]:
+        """The limits of the RateLimitPolicies attached to a target (each policy read, for republishing)."""
+        self.reads.update(self._nx.nodes[nid]["key"] for nid, _, data in self._nx.in_edges(target, data=True)
+                          if data["rel"] == "rate_limited")
+        return tuple(limits_on(self._nx, target, listener))
 
 
 def _attachment(view, node: dict) -> PolicyAttachment:

@@ -40,6 +40,7 @@ class Kind:
 
 XACCESSPOLICY = Kind("XAccessPolicy", "agentic.networking.x-k8s.io", "v1alpha1", "xaccesspolicies", True)
 XBACKEND = Kind("XBackend", "agentic.networking.x-k8s.io", "v0alpha0", "xbackends", True)
+RATELIMITPOLICY = Kind("RateLimitPolicy", "governance.agentic-cp.dev", "v1alpha1", "ratelimitpolicies", True)
 GATEWAYCLASS = Kind("GatewayClass", "gateway.networking.k8s.io", "v1", "gatewayclasses", False)
 GATEWAY = Kind("Gateway", "gateway.networking.k8s.io", "v1", "gateways", True)
 HTTPROUTE = Kind("HTTPRoute", "gateway.networking.k8s.io", "v1", "httproutes", True)
@@ -55,6 +56,7 @@ LEASE = Kind("Lease", "coordination.k8s.io", "v1", "leases", True)
 ALL_KINDS: tuple[Kind, ...] = (
     XACCESSPOLICY,
     XBACKEND,
+    RATELIMITPOLICY,
     GATEWAYCLASS,
     GATEWAY,
     HTTPROUTE,

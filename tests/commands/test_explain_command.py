@@ -59,3 +59,33 @@ def test_json_yaml_and_the_json_alias_say_the_same(capsys):
     assert as_json["decision"] == "allow"
     assert as_json["deciding_rules"] == ["quickstart/quickstart-agents-only#research-agent",
                                          "quickstart/everything-tool-grants#research-tools"]
+
+
+def test_explain_names_the_rate_limit_an_allowed_call_takes_a_token_from(capsys, tmp_path):
+    import shutil
+
+    config = tmp_path / "config"
+    shutil.copytree(QUICKSTART, config)
+    (config / "40-rate-limits.yaml").write_text("""
+apiVersion: governance.agentic-cp.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: calc-sum-limit, namespace: quickstart}
+spec:
+  targetRefs: [{group: agentic.networking.x-k8s.io, kind: XBackend, name: everything-mcp}]
+  limits:
+  - {name: calc-sum, source: {type: ServiceAccount, serviceAccount: {name: math-agent}}, tools: [get-sum],
+     requests: 3, per: Minute}
+""")
+
+    def explain(source: str, tool: str, output: str = "json") -> dict | str:
+        main(["explain", "--config", str(config), *GATEWAY, "--source", source, "--tool", tool, "-o", output])
+        out = capsys.readouterr().out
+        return json.loads(out) if output == "json" else out
+
+    limited = explain("quickstart/math-agent", "get-sum")
+    assert limited["decision"] == "allow"
+    assert limited["rate_limits"] == ["quickstart/calc-sum-limit#calc-sum: 3 per minute for each caller x tool"]
+    assert "rate limited by: quickstart/calc-sum-limit#calc-sum" in explain("quickstart/math-agent", "get-sum",
+                                                                             "table")
+    assert explain("quickstart/research-agent", "get-sum")["rate_limits"] == []  # another caller
+    assert explain("quickstart/math-agent", "echo")["rate_limits"] == []  # denied: takes no token

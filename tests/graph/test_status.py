@@ -336,3 +336,33 @@ def test_all_statuses_covers_only_our_objects():
     assert condition(statuses[("GatewayClass", "", "ours")]["conditions"], "Accepted")["status"] == "True"
     assert condition(statuses[("Gateway", "apps", "gw")]["conditions"], "Programmed")["status"] == "False"
     assert condition(statuses[("Gateway", "apps", "gw")]["conditions"], "Accepted")["observedGeneration"] == 3
+
+
+# --- rate limit policies -----------------------------------------------------------------------------------
+
+
+def _rate_limit_policy(name: str, targets: list[dict]) -> dict:
+    return {"apiVersion": "governance.agentic-cp.dev/v1alpha1", "kind": "RateLimitPolicy",
+            "metadata": {"name": name, "namespace": "apps", "generation": 4},
+            "spec": {"targetRefs": targets, "limits": [{"name": "l", "requests": 3, "per": "Minute"}]}}
+
+
+def test_rate_limit_policy_is_accepted_per_target_and_beside_a_same_named_access_policy():
+    graph = graph_of(extra=[
+        _rate_limit_policy("p", [XBACKEND_TARGET]),
+        _rate_limit_policy("lost", [{**XBACKEND_TARGET, "name": "missing"}]),
+        _rate_limit_policy("wrong-kind", [{"group": "", "kind": "Service", "name": "mcp"}]),
+        policy("p", targets=[XBACKEND_TARGET])])
+    key = ResourceKey("RateLimitPolicy", "apps", "p")
+    status = policy_status(graph, key, controller_name=CONTROLLER, now=NOW)
+    assert status["ancestors"][0]["ancestorRef"] == {**XBACKEND_TARGET, "namespace": "apps"}
+    assert accepted(status) | {"message": ""} == {
+        "type": "Accepted", "status": "True", "reason": "Accepted", "message": "", "observedGeneration": 4,
+        "lastTransitionTime": "2026-01-02T03:04:05Z"}
+    lost = policy_status(graph, ResourceKey("RateLimitPolicy", "apps", "lost"), controller_name=CONTROLLER)
+    assert (accepted(lost)["status"], accepted(lost)["reason"]) == ("False", "TargetNotFound")
+    wrong = policy_status(graph, ResourceKey("RateLimitPolicy", "apps", "wrong-kind"), controller_name=CONTROLLER)
+    assert (accepted(wrong)["status"], accepted(wrong)["reason"]) == ("False", "UnsupportedTargetKind")
+    everything = all_statuses(graph, controller_name=CONTROLLER, now=NOW)
+    assert ("RateLimitPolicy", "apps", "p") in everything and ("XAccessPolicy", "apps", "p") in everything
+    assert accepted(everything[("XAccessPolicy", "apps", "p")])["status"] == "True"

@@ -34,7 +34,9 @@ from tests.helm.helm_support import (
 )
 
 GROUP = "agentic.networking.x-k8s.io"
-KINDS = ("XAccessPolicy", "XBackend")
+KINDS = ("XAccessPolicy", "XBackend", "RateLimitPolicy")
+OUR_GROUP = "governance.agentic-cp.dev"  # this project's own kinds: their CRDs are written here, not copied
+OUR_CRD_FILE = "governance.agentic-cp.dev_ratelimitpolicies.yaml"
 UPSTREAM_CRD_FILES = ("agentic.networking.x-k8s.io_xaccesspolicies.yaml", "agentic.networking.x-k8s.io_xbackends.yaml")
 # A manifest under tests/manifests/invalid/ that only the control plane rejects (e.g. a limit the
 # controller enforces), while the CRD accepts it, says so with this comment.
@@ -44,6 +46,7 @@ CRD_ACCEPTED_MARKER = "# crd: accepted"
 SERVED = {
     "XAccessPolicy": ("xaccesspolicies", {"v0alpha0": False, "v1alpha1": True}, True, True),
     "XBackend": ("xbackends", {"v0alpha0": True}, True, True),
+    "RateLimitPolicy": ("ratelimitpolicies", {"v1alpha1": True}, True, True),
 }
 
 
@@ -114,8 +117,9 @@ def test_chart_crds_are_the_served_kinds_and_versions(chart_crds):
     for crd in chart_crds:
         kind = crd["spec"]["names"]["kind"]
         plural, versions, namespaced, status = SERVED[kind]
-        assert crd["metadata"]["name"] == f"{plural}.{GROUP}"
-        assert crd["spec"]["group"] == GROUP
+        group = OUR_GROUP if kind == "RateLimitPolicy" else GROUP
+        assert crd["metadata"]["name"] == f"{plural}.{group}"
+        assert crd["spec"]["group"] == group
         assert crd["spec"]["names"]["plural"] == plural
         assert (crd["spec"]["scope"] == "Namespaced") is namespaced
         assert {v["name"]: v["storage"] for v in crd["spec"]["versions"]} == versions
@@ -140,10 +144,10 @@ def test_cluster_role_covers_every_crd_and_its_status(chart_crds, default_object
     grants = {(g, r, v) for rule in one(default_objects, "ClusterRole", "agentic-cp")["rules"] for g in rule["apiGroups"]
               for r in rule["resources"] for v in rule["verbs"]}
     for crd in chart_crds:
-        plural = crd["spec"]["names"]["plural"]
-        assert {(GROUP, plural, v) for v in ("get", "list", "watch")} <= grants
-        assert (GROUP, f"{plural}/status", "patch") in grants  # status_writer.py: merge PATCH
-        assert not {(GROUP, plural, v) for v in ("create", "update", "patch", "delete")} & grants
+        plural, group = crd["spec"]["names"]["plural"], crd["spec"]["group"]
+        assert {(group, plural, v) for v in ("get", "list", "watch")} <= grants
+        assert (group, f"{plural}/status", "patch") in grants  # status_writer.py: merge PATCH
+        assert not {(group, plural, v) for v in ("create", "update", "patch", "delete")} & grants
 
 
 def test_crds_are_templates_so_helm_upgrade_applies_them(chart_crds):
@@ -151,7 +155,8 @@ def test_crds_are_templates_so_helm_upgrade_applies_them(chart_crds):
     kept on uninstall (deleting a CRD deletes every policy in the cluster)."""
     chart = helm_python.Chart.load(CHART_DIR)
     assert chart.crds == [] and not (CHART_DIR / "crds").exists()
-    assert sorted(c["metadata"]["name"] for c in chart_crds) == sorted(f"{p}.{GROUP}" for p, *_ in SERVED.values())
+    assert sorted(c["metadata"]["name"] for c in chart_crds) == sorted(
+        f"{plural}.{OUR_GROUP if kind == 'RateLimitPolicy' else GROUP}" for kind, (plural, *_) in SERVED.items())
     for crd in chart_crds:
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
         assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
@@ -209,7 +214,7 @@ def test_printer_columns_show_accepted_targets_and_age(chart_crds):
 
 
 def test_chart_crd_sources_are_upstream_bytes_with_credit():
-    assert sorted(p.name for p in CHART_CRDS_DIR.glob("*.yaml")) == sorted(UPSTREAM_CRD_FILES)
+    assert sorted(p.name for p in CHART_CRDS_DIR.glob("*.yaml")) == sorted((*UPSTREAM_CRD_FILES, OUR_CRD_FILE))
     notice = (CHART_CRDS_DIR / "NOTICE").read_text()
     assert "kubernetes-sigs/kube-agentic-networking" in notice and "Apache License" in notice
 
@@ -380,3 +385,12 @@ def test_validator_refuses_a_crd_of_another_kind(chart_crds):
     [error] = validate_against_crd(_crd(chart_crds, "XBackend"), _policy())
     assert error.startswith("apiVersion: ") and "is not defined by CRD" in error
     assert not crd_matches(_crd(chart_crds, "XBackend"), _policy())
+
+
+def test_the_rate_limit_policy_crd_agrees_with_its_model(chart_crds):
+    from controlplane.api.governance import RateLimitPolicy
+
+    [crd] = [c for c in chart_crds if c["spec"]["names"]["kind"] == "RateLimitPolicy"]
+    assert (RateLimitPolicy.API_GROUP, RateLimitPolicy.KIND) == (crd["spec"]["group"], "RateLimitPolicy")
+    limit = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["limits"]
+    assert limit["items"]["properties"]["per"]["enum"] == ["Second", "Minute", "Hour"]

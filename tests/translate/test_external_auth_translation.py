@@ -132,7 +132,9 @@ def test_listener_filters_run_external_auth_before_allow_and_only_when_delegated
     assert [f["name"] for f in hcm["httpFilters"]] == [
         "envoy.filters.http.mcp", "envoy.filters.http.rbac.gateway_extauth", "envoy.filters.http.rbac.backend_extauth",
         "envoy.filters.http.ext_authz.gateway", "envoy.filters.http.ext_authz.backend",
-        "envoy.filters.http.rbac.gateway", "envoy.filters.http.rbac.backend", "envoy.filters.http.router"]
+        "envoy.filters.http.rbac.gateway", "envoy.filters.http.rbac.backend",
+        "envoy.filters.http.local_ratelimit.gateway", "envoy.filters.http.local_ratelimit.backend",
+        "envoy.filters.http.router"]
     ext_authz = {f["name"]: f["typedConfig"] for f in hcm["httpFilters"] if "ext_authz" in f["name"]}
     for level, config in (("gateway", ext_authz["envoy.filters.http.ext_authz.gateway"]),
                           ("backend", ext_authz["envoy.filters.http.ext_authz.backend"])):

@@ -10,6 +10,7 @@ import yaml
 
 from controlplane.api.agentic import Action
 from controlplane.api.base import ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
 from controlplane.graph.view import (
     ANY_SOURCE,
@@ -19,6 +20,7 @@ from controlplane.graph.view import (
     GatewayView,
     ListenerView,
     PolicyAttachment,
+    ResolvedLimit,
     ResolvedRule,
     RouteAttachment,
     RouteRuleView,
@@ -31,6 +33,7 @@ from controlplane.translate.features.access_log import AccessLog
 from controlplane.translate.features.base import Feature
 from controlplane.translate.features.ext_authz import ExtAuthz
 from controlplane.translate.features.jsonrpc_denial import JsonRpcDenial
+from controlplane.translate.features.local_rate_limit import LocalRateLimit
 from controlplane.translate.features.mcp import MCP_FILTER, Mcp
 from controlplane.translate.features.rbac import DENY_ALL, Rbac
 from controlplane.translate.features.router import Router
@@ -147,6 +150,7 @@ def test_the_filter_chain_is_the_features_in_list_order():
         "envoy.filters.http.rbac.gateway_extauth", "envoy.filters.http.rbac.backend_extauth",
         "envoy.filters.http.ext_authz.gateway", "envoy.filters.http.ext_authz.backend",
         "envoy.filters.http.rbac.gateway", "envoy.filters.http.rbac.backend",
+        "envoy.filters.http.local_ratelimit.gateway", "envoy.filters.http.local_ratelimit.backend",
         "envoy.filters.http.router",
     ]
 
@@ -176,8 +180,89 @@ def test_one_stat_scheme_per_role_and_each_level_counts_apart():
 def test_every_local_denial_is_marked_and_the_access_log_records_the_mark():
     _, port = _proxy()
     mappers = JsonRpcDenial().hcm_patch(port)["localReplyConfig"]["mappers"]
-    assert [m.get("statusCode") for m in mappers] == [200, None]  # with an id: JSON-RPC; without: plain 403
-    for mapper in mappers:
-        assert mapper["headersToAdd"][0]["header"] == {"key": "x-agentic-decision", "value": "denied"}
+    # with an id: a JSON-RPC error (HTTP 200); without: the plain 403 or 429
+    assert [m.get("statusCode") for m in mappers] == [200, 200, None, None]
+    assert [m["headersToAdd"][0]["header"]["value"] for m in mappers] == ["denied", "limited", "denied", "limited"]
+    assert {m["headersToAdd"][0]["header"]["key"] for m in mappers} == {"x-agentic-decision"}
     log_format = AccessLog().hcm_patch(port)["accessLog"][0]["typedConfig"]["logFormat"]["jsonFormat"]
     assert log_format["decision"] == "%RESP(x-agentic-decision)%"
+
+
+# --- local rate limit (RateLimitPolicy) -----------------------------------------------------------------
+
+LIMITS = ResourceKey("RateLimitPolicy", "apps", "limits")
+
+
+def _limit(name: str, principal: str = ALICE, tools: tuple[str, ...] = (), requests: int = 3,
+           seconds: int = 60) -> ResolvedLimit:
+    return ResolvedLimit(LIMITS, name, principal, tools, requests, seconds)
+
+
+def test_local_rate_limit_is_a_disabled_placeholder_in_the_listener_and_nothing_without_limits():
+    proxy, port = _proxy()
+    filters = LocalRateLimit().http_filters(port)
+    assert [f["name"] for f in filters] == ["envoy.filters.http.local_ratelimit.gateway",
+                                            "envoy.filters.http.local_ratelimit.backend"]
+    assert all(set(f["typedConfig"]) == {"@type", "statPrefix"} for f in filters)  # no bucket: never limits
+    assert LocalRateLimit().virtual_host_config(proxy, port.listeners[0]) == {}
+    assert LocalRateLimit().weighted_cluster_config(proxy, _backend()) == {}
+    outbound = PortContext(ProxyContext("sidecar-outbound", proxy.gateway), 80, False, port.listeners)
+    assert LocalRateLimit().http_filters(outbound) == []
+
+
+def test_each_limit_is_one_bucket_per_caller_and_tool_it_names_blank_for_each_value():
+    named = _limit("sum", tools=("get-sum", "echo"), requests=3, seconds=60)
+    anyone = _limit("anyone", principal=ANY_SOURCE, requests=100, seconds=3600)
+    nobody = _limit("nobody", principal="!")  # a half-written source: it names no caller, never applies
+    backend = BackendRefView(BackendView(ResourceKey("XBackend", "apps", "tools"), True, port=3001,
+                                         rate_limits=(named, anyone, nobody)), None, 1)
+    proxy, _ = _proxy()
+    config = LocalRateLimit().weighted_cluster_config(proxy, backend)["envoy.filters.http.local_ratelimit.backend"]
+    buckets = [({e["key"]: e.get("value") for e in d["entries"]}, d["tokenBucket"]) for d in config["descriptors"]]
+    assert buckets == [
+        ({"limit": "apps/limits#sum", "mcp_method": "tools/call", "caller": ALICE, "tool": "get-sum"},
+         {"maxTokens": 3, "tokensPerFill": 3, "fillInterval": "60s"}),
+        ({"limit": "apps/limits#sum", "mcp_method": "tools/call", "caller": ALICE, "tool": "echo"},
+         {"maxTokens": 3, "tokensPerFill": 3, "fillInterval": "60s"}),
+        ({"limit": "apps/limits#anyone", "mcp_method": "tools/call", "caller": None, "tool": None},
+         {"maxTokens": 100, "tokensPerFill": 100, "fillInterval": "3600s"})]
+    assert [a["actions"][0]["genericKey"]["descriptorValue"] for a in config["rateLimits"]] == [
+        "apps/limits#sum", "apps/limits#anyone"]
+    caller = config["rateLimits"][0]["actions"][2]["extension"]["typedConfig"]
+    assert (caller["descriptorKey"], caller["text"]) == ("caller", "connection.uri_san_peer_certificate")
+    assert config["alwaysConsumeDefaultTokenBucket"] is False
+    assert config["filterEnforced"]["defaultValue"]["numerator"] == 100
+    assert config["responseHeadersToAdd"][0]["header"] == {"key": "x-agentic-retry-within", "value": "3600"}
+
+
+def test_a_gateway_limit_sits_in_the_virtual_host_and_the_429_becomes_a_jsonrpc_error():
+    proxy, port = _proxy()
+    gated = ListenerView("l", 80, False, (), (), (_limit("burst", principal=ANY_SOURCE, requests=20, seconds=1),))
+    config = LocalRateLimit().virtual_host_config(proxy, gated)
+    assert list(config) == ["envoy.filters.http.local_ratelimit.gateway"]
+    mappers = JsonRpcDenial().hcm_patch(port)["localReplyConfig"]["mappers"]
+    limited = next(m for m in mappers
+                   if m["filter"]["andFilter"]["filters"][0]["statusCodeFilter"]["comparison"]["value"][
+                       "defaultValue"] == 429)
+    error = limited["bodyFormatOverride"]["jsonFormat"]["error"]
+    assert limited["statusCode"] == 200 and error["code"] == 429
+    assert error["data"] == {"retryWithinSeconds": "%RESP(x-agentic-retry-within)%"}
+
+
+def test_a_rate_limit_policy_reaches_the_gateway_role_through_the_graph():
+    graph = quickstart_graph()
+    graph.apply(ChangeSet(upserts=[parse_object(yaml.safe_load("""
+apiVersion: governance.agentic-cp.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: calc-sum-limit, namespace: quickstart}
+spec:
+  targetRefs: [{group: agentic.networking.x-k8s.io, kind: XBackend, name: everything-mcp}]
+  limits: [{name: calc-sum, source: {type: ServiceAccount, serviceAccount: {name: math-agent}},
+            tools: [get-sum], requests: 3, per: Minute}]
+"""))]))
+    view = gateway_view(graph, QUICKSTART_GW)
+    backend = view.listeners[0].routes[0].rule.backends[0].backend
+    assert [(lim.ref, lim.principal, lim.tools, lim.requests, lim.seconds) for lim in backend.rate_limits] == [
+        ("quickstart/calc-sum-limit#calc-sum", "spiffe://cluster.local/ns/quickstart/sa/math-agent", ("get-sum",),
+         3, 60)]
+    assert ResourceKey("RateLimitPolicy", "quickstart", "calc-sum-limit") in view.reads

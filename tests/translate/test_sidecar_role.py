@@ -154,3 +154,27 @@ def test_a_new_service_account_alone_gets_its_sidecar_published(tmp_path):
                              "metadata": {"name": "newcomer", "namespace": "agents"}})
     plane.apply(ChangeSet(upserts=[newcomer]), publish=True)
     assert plane.cache.get("sidecar~agents~newcomer") is not None
+
+
+def test_an_xbackend_rate_limit_is_enforced_by_the_tool_sidecar_inbound_and_not_by_the_agent():
+    graph = mesh_graph()
+    graph.apply(ChangeSet(upserts=[parse_object({
+        "apiVersion": "governance.agentic-cp.dev/v1alpha1", "kind": "RateLimitPolicy",
+        "metadata": {"name": "weather-limit", "namespace": "tools"},
+        "spec": {"targetRefs": [{"group": "agentic.networking.x-k8s.io", "kind": "XBackend", "name": "weather-mcp"}],
+                 "limits": [{"name": "l", "requests": 5, "per": "Minute"}]}})]))
+
+    def rate_limit_configs(workload: ResourceKey) -> list[dict]:
+        routes = [r.payload for r in sidecar_resources(graph, workload, secrets=[]) if r.type_url == types.ROUTE]
+        return [cluster["typedPerFilterConfig"]["envoy.filters.http.local_ratelimit.backend"]
+                for rc in routes for vh in rc["virtualHosts"] for route in vh["routes"]
+                for cluster in route.get("route", {}).get("weightedClusters", {}).get("clusters", [])
+                if "envoy.filters.http.local_ratelimit.backend" in cluster.get("typedPerFilterConfig", {})]
+
+    [inbound] = rate_limit_configs(TOOL)
+    assert [d["tokenBucket"]["maxTokens"] for d in inbound["descriptors"]] == [5]
+    assert rate_limit_configs(RESEARCH) == []  # the agent's outbound side only routes
+    outbound = ProxyContext(SIDECAR_OUTBOUND, GatewayView(RESEARCH, ()))
+    backend = sidecar_view(graph, TOOL).inbound[0].rule.backends[0]
+    assert backend.backend.rate_limits and all(f.weighted_cluster_config(outbound, backend) == {}
+                                               for f in FEATURES if f.name == "local_rate_limit")

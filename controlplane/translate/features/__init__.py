@@ -19,6 +19,7 @@ from controlplane.translate.features.access_log import AccessLog
 from controlplane.translate.features.base import Feature
 from controlplane.translate.features.ext_authz import ExtAuthz
 from controlplane.translate.features.jsonrpc_denial import JsonRpcDenial
+from controlplane.translate.features.local_rate_limit import LocalRateLimit
 from controlplane.translate.features.mcp import Mcp
 from controlplane.translate.features.rbac import Rbac
 from controlplane.translate.features.router import Router
@@ -28,6 +29,7 @@ FEATURES: tuple[Feature, ...] = (
     Mcp(),  # envoy.filters.http.mcp: JSON-RPC into dynamic metadata, fail closed
     ExtAuthz(),  # rbac.<level>_extauth marks, ext_authz.<level> delegates
     Rbac(),  # rbac.<level>: the Allow policies
+    LocalRateLimit(),  # local_ratelimit.<level>: RateLimitPolicy buckets, after authorization
     Router(),  # envoy.filters.http.router
     JsonRpcDenial(),  # local reply: a 403 as a JSON-RPC error
     AccessLog(),  # stdout JSON access log

@@ -1,52 +1,68 @@
 """A denial answered as upstream answers it, for MCP SDK compatibility: HTTP 200 with a JSON-RPC error.
 
 Every filter that denies (RBAC, ext_authz) answers 403; the connection manager's local reply mapper turns
-that into a JSON-RPC error carrying the request's own id (a number stays a number). Only requests that
-carry an id are rewritten: a denied GET, DELETE or notification keeps its plain 403, since answering a
-notification with a JSON-RPC reply would break the protocol.
+that into a JSON-RPC error carrying the request's own id (a number stays a number). A call the local rate
+limit refuses (features/local_rate_limit.py) answers 429; it becomes a JSON-RPC error too, whose message
+and `data.retryWithinSeconds` carry the seconds within which its buckets refill (the exact wait is in the
+`x-ratelimit-reset` header, which Envoy adds only after the body is formatted).
+Only requests that carry an id are rewritten: a denied GET, DELETE or notification keeps its plain status,
+since answering a notification with a JSON-RPC reply would break the protocol.
 
-Since a denied call then leaves as HTTP 200, every local 403 (rewritten or not) is marked with the response
-header `x-agentic-decision: denied`, which the access log records as its `decision` field
-(features/access_log.py): dashboards count denials from that field, not from the status code.
+Since a denied or limited call then leaves as HTTP 200, every local 403 and 429 (rewritten or not) is marked
+with the response header `x-agentic-decision: denied` (or `limited`), which the access log records as its
+`decision` field (features/access_log.py): dashboards count denials from that field, not from the status code.
 """
 
 from __future__ import annotations
 
 from controlplane.translate.context import PortContext
 from controlplane.translate.features.base import Feature
+from controlplane.translate.features.local_rate_limit import RETRY_WITHIN_HEADER
 from controlplane.translate.features.mcp import MCP_FILTER
 
 DENIED_MESSAGE = "Access to this tool is forbidden."
 DECISION_HEADER = "x-agentic-decision"
-DENIED = "denied"
+DENIED, LIMITED = "denied", "limited"
+RETRY_WITHIN = f"%RESP({RETRY_WITHIN_HEADER})%"
+LIMITED_MESSAGE = f"Rate limit exceeded: retry within {RETRY_WITHIN} seconds."
 
 
 class JsonRpcDenial(Feature):
     name = "jsonrpc_denial"
 
     def hcm_patch(self, port: PortContext) -> dict:
-        return {"localReplyConfig": {"mappers": [jsonrpc_denial(), marked_denial()]}}
-
-
-def status_403() -> dict:
-    return {"statusCodeFilter": {"comparison": {
-        "op": "EQ", "value": {"defaultValue": 403, "runtimeKey": "agentic.denied_status"}}}}
-
-
-def denied_mark() -> list[dict]:
-    return [{"header": {"key": DECISION_HEADER, "value": DENIED}, "appendAction": "OVERWRITE_IF_EXISTS_OR_ADD"}]
-
-
-def marked_denial() -> dict:
-    """A denial without a request id (GET, DELETE, a notification): its 403 kept, only marked."""
-    return {"filter": status_403(), "headersToAdd": denied_mark()}
+        return {"localReplyConfig": {"mappers": [jsonrpc_denial(), jsonrpc_rate_limited(),
+                                                 marked(403, "agentic.denied_status", DENIED),
+                                                 marked(429, "agentic.limited_status", LIMITED)]}}
 
 
 def jsonrpc_denial() -> dict:
+    return _jsonrpc_error(403, "agentic.denied_status", DENIED, {"code": 403, "message": DENIED_MESSAGE})
+
+
+def jsonrpc_rate_limited() -> dict:
+    return _jsonrpc_error(429, "agentic.limited_status", LIMITED,
+                          {"code": 429, "message": LIMITED_MESSAGE, "data": {"retryWithinSeconds": RETRY_WITHIN}})
+
+
+def marked(status: int, runtime_key: str, decision: str) -> dict:
+    """A refusal without a request id (GET, DELETE, a notification): its status kept, only marked."""
+    return {"filter": _status_is(status, runtime_key), "headersToAdd": _mark(decision)}
+
+
+def _status_is(status: int, runtime_key: str) -> dict:
+    return {"statusCodeFilter": {"comparison": {
+        "op": "EQ", "value": {"defaultValue": status, "runtimeKey": runtime_key}}}}
+
+
+def _mark(decision: str) -> list[dict]:
+    return [{"header": {"key": DECISION_HEADER, "value": decision}, "appendAction": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+
+
+def _jsonrpc_error(status: int, runtime_key: str, decision: str, error: dict) -> dict:
     has_id = {"metadataFilter": {"matcher": {"filter": MCP_FILTER, "path": [{"key": "id"}],
                                              "value": {"presentMatch": True}},
                                  "matchIfKeyNotFound": False}}
-    body = {"jsonrpc": "2.0", "id": f"%DYNAMIC_METADATA({MCP_FILTER}:id)%",
-            "error": {"code": 403, "message": DENIED_MESSAGE}}
-    return {"filter": {"andFilter": {"filters": [status_403(), has_id]}}, "statusCode": 200,
-            "headersToAdd": denied_mark(), "bodyFormatOverride": {"jsonFormat": body}}
+    body = {"jsonrpc": "2.0", "id": f"%DYNAMIC_METADATA({MCP_FILTER}:id)%", "error": error}
+    return {"filter": {"andFilter": {"filters": [_status_is(status, runtime_key), has_id]}}, "statusCode": 200,
+            "headersToAdd": _mark(decision), "bodyFormatOverride": {"jsonFormat": body}}
