@@ -255,16 +255,20 @@ def policy_conditions(policy: XAccessPolicy, reader: Reader) -> list[tuple[Any, 
     """(targetRef, target key, condition) for every targetRef of the policy."""
     result = []
     for ref in policy.spec.target_refs:
-        key = target_key(policy, ref)
-        if key is None:
-            cond = Condition(False, UNSUPPORTED_TARGET, f"{ref.group}/{ref.kind} is not a supported target kind; "
-                                                        "use a Gateway or an XBackend")
-        elif reader.get(key) is None:
-            cond = Condition(False, TARGET_NOT_FOUND, f"{key} does not exist")
-        else:
-            cond = reader.admission(key)[policy.key]
-        result.append((ref, key, cond))
+        key, problem = target_problem(policy, ref, reader)
+        result.append((ref, key, problem or reader.admission(key)[policy.key]))
     return result
+
+
+def target_problem(policy: Resource, ref: Any, reader: Reader) -> tuple[ResourceKey | None, Condition | None]:
+    """A targetRef's key, and why it cannot attach (an unsupported kind, an absent object); None if it can."""
+    key = target_key(policy, ref)
+    if key is None:
+        return None, Condition(False, UNSUPPORTED_TARGET, f"{ref.group}/{ref.kind} is not a supported target kind; "
+                                                           "use a Gateway or an XBackend")
+    if reader.get(key) is None:
+        return key, Condition(False, TARGET_NOT_FOUND, f"{key} does not exist")
+    return key, None
 
 
 def policy_fragment(policy: XAccessPolicy, reader: Reader) -> Output:

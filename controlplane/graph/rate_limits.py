@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from controlplane.api.base import ResourceKey
 from controlplane.api.governance import RateLimitPolicy
-from controlplane.graph.admission import TARGET_NOT_FOUND, UNSUPPORTED_TARGET, Condition
-from controlplane.graph.fragments import Output, Reader, backend_node, gateway_node, target_key
+from controlplane.graph.admission import Condition
+from controlplane.graph.fragments import Output, Reader, backend_node, gateway_node, target_problem
 from controlplane.graph.rules import ANY_SOURCE, source_principal
 
 ACCEPTED = Condition(True, "Accepted", "the rate limits are enforced on this target")
@@ -67,15 +67,8 @@ def resolve_limits(policy: RateLimitPolicy, trust_domain: str) -> tuple[Resolved
 def rate_limit_fragment(policy: RateLimitPolicy, reader: Reader) -> Output:
     conditions = []
     for ref in policy.spec.target_refs:
-        key = target_key(policy, ref)
-        if key is None:
-            cond = Condition(False, UNSUPPORTED_TARGET, f"{ref.group}/{ref.kind} is not a supported target kind; "
-                                                        "use a Gateway or an XBackend")
-        elif reader.get(key) is None:
-            cond = Condition(False, TARGET_NOT_FOUND, f"{key} does not exist")
-        else:
-            cond = ACCEPTED
-        conditions.append((ref, key, cond))
+        key, problem = target_problem(policy, ref, reader)
+        conditions.append((ref, key, problem or ACCEPTED))
     limits = resolve_limits(policy, reader.trust_domain)
     sections = frozenset(ref.section_name for ref in policy.spec.target_refs if ref.section_name)
     out = Output()
