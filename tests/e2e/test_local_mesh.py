@@ -29,6 +29,7 @@ from controlplane.translate.roles.sidecar import ADMIN_PORT, INBOUND_PORT, OUTBO
 from tests.support.envoy import envoy_executable_copy, next_base_id
 from tests.support.netns import LocalPods, Pod, existing_namespaces, why_unavailable
 from tests.support.processes import REPO_ROOT, repo_env, spawn, terminate, wait_until
+from tests.support.weather_mesh import weather_mesh
 
 pytestmark = pytest.mark.slow
 
@@ -47,59 +48,6 @@ except OSError as err:
 """
 
 
-def mesh_config(tool_address: str) -> str:
-    return f"""
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: research-agent, namespace: agents}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: weather-0, namespace: tools}}
-spec: {{serviceAccountName: weather-server}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: weather, namespace: tools}}
-spec:
-  ports: [{{name: http, port: {SERVICE_PORT}, targetPort: {APP_PORT}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: weather-0
-  namespace: tools
-  labels: {{kubernetes.io/service-name: weather}}
-addressType: IPv4
-endpoints:
-  - addresses: ["{tool_address}"]
-    conditions: {{ready: true}}
-    targetRef: {{kind: Pod, name: weather-0, namespace: tools}}
-ports: [{{name: http, port: {APP_PORT}}}]
----
-apiVersion: agentic.networking.x-k8s.io/v0alpha0
-kind: XBackend
-metadata: {{name: weather-mcp, namespace: tools}}
-spec:
-  mcp: {{serviceName: weather, port: {SERVICE_PORT}, path: /mcp}}
----
-apiVersion: agentic.networking.x-k8s.io/v1alpha1
-kind: XAccessPolicy
-metadata: {{name: weather-grants, namespace: tools}}
-spec:
-  targetRefs: [{{group: agentic.networking.x-k8s.io, kind: XBackend, name: weather-mcp}}]
-  action: Allow
-  rules:
-    - name: research
-      source:
-        type: ServiceAccount
-        serviceAccount: {{name: research-agent, namespace: agents}}
-      authorization:
-        type: Inline
-        mcp:
-          mcpBaseProtocolMethodsOption: MATCH_BASE_PROTOCOL_METHODS
-          methods: [{{name: tools/call, params: [get-sum]}}]
-"""
 
 
 class Mesh:
@@ -184,7 +132,7 @@ def test_a_captured_agent_reaches_only_its_granted_tool_through_both_sidecars(me
     tool = pods.add("tool")
     config = mesh.work / "config"
     config.mkdir()
-    (config / "mesh.yaml").write_text(mesh_config(tool.address))
+    (config / "mesh.yaml").write_text(weather_mesh(tool_address=tool.address, service_port=SERVICE_PORT, app_port=APP_PORT))
     tool_log = mesh.work / "tools-run.jsonl"
 
     cp = mesh.start(pods.node, [sys.executable, "-m", "controlplane.cli", "serve", "--config", str(config),

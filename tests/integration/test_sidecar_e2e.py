@@ -26,6 +26,7 @@ from controlplane.translate.roles.sidecar import INBOUND_PORT, OUTBOUND_PORT
 from tests.support.envoy import EnvoyProcess, free_port
 from tests.support.mcp_client import RawMcpClient
 from tests.support.processes import spawn, terminate, wait_for_port, wait_until
+from tests.support.weather_mesh import weather_mesh
 
 pytestmark = pytest.mark.slow
 
@@ -33,59 +34,6 @@ TOOL_URL = "http://weather.tools.svc.cluster.local:8080/mcp"
 AGENT_ID = "spiffe://cluster.local/ns/agents/sa/research-agent"
 
 
-def mesh_config(mcp_port: int) -> str:
-    return f"""
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: research-agent, namespace: agents}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: weather-0, namespace: tools}}
-spec: {{serviceAccountName: weather-server}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: weather, namespace: tools}}
-spec:
-  ports: [{{name: http, port: 8080, targetPort: {mcp_port}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: weather-local
-  namespace: tools
-  labels: {{kubernetes.io/service-name: weather}}
-addressType: IPv4
-endpoints:
-  - addresses: ["127.0.0.1"]
-    conditions: {{ready: true}}
-    targetRef: {{kind: Pod, name: weather-0, namespace: tools}}
-ports: [{{name: http, port: {mcp_port}}}]
----
-apiVersion: agentic.networking.x-k8s.io/v0alpha0
-kind: XBackend
-metadata: {{name: weather-mcp, namespace: tools}}
-spec:
-  mcp: {{serviceName: weather, port: 8080, path: /mcp}}
----
-apiVersion: agentic.networking.x-k8s.io/v1alpha1
-kind: XAccessPolicy
-metadata: {{name: weather-grants, namespace: tools}}
-spec:
-  targetRefs: [{{group: agentic.networking.x-k8s.io, kind: XBackend, name: weather-mcp}}]
-  action: Allow
-  rules:
-    - name: research
-      source:
-        type: ServiceAccount
-        serviceAccount: {{name: research-agent, namespace: agents}}
-      authorization:
-        type: Inline
-        mcp:
-          mcpBaseProtocolMethodsOption: MATCH_BASE_PROTOCOL_METHODS
-          methods: [{{name: tools/call, params: [get-sum]}}]
-"""
 
 
 def port_is_free(port: int) -> bool:
@@ -131,7 +79,7 @@ async def test_agent_sidecar_to_tool_sidecar(tmp_path):
     mcp_port, xds_port, admin_port = free_port(), free_port(), free_port()
     config = tmp_path / "config"
     config.mkdir()
-    (config / "mesh.yaml").write_text(mesh_config(mcp_port))
+    (config / "mesh.yaml").write_text(weather_mesh(tool_address="127.0.0.1", service_port=8080, app_port=mcp_port))
     tool_log = tmp_path / "tools-run.jsonl"
     running = Processes()
     try:
