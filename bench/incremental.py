@@ -6,10 +6,9 @@ machines are shared and noisy; absolute seconds are printed too, for orientation
 
 from __future__ import annotations
 
-import statistics
-import time
 import tracemalloc
 
+from bench.hot_spots import timed
 from controlplane.api.base import ResourceKey
 from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import parse_object
@@ -52,15 +51,6 @@ def policy(i: int, tools: int, *, tag: str = "") -> dict:
                      "action": "Allow", "rules": rules}}
 
 
-def timed(fn, repeat: int = 3) -> float:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
-
-
 def bench_graph(backends: int) -> dict:
     objects = mesh(backends, 10)
     edited = parse_object(policy(0, 10, tag="x"))
@@ -72,7 +62,7 @@ def bench_graph(backends: int) -> dict:
         state["flip"] = not state["flip"]
         graph.apply(ChangeSet(upserts=[edited if state["flip"] else original]))
 
-    full = timed(lambda: build(objects))
+    full = timed(lambda: build(objects), repeat=3)
     inc = timed(incremental, repeat=6)
     return {"backends": backends, "full_build_s": round(full, 5), "one_policy_edit_s": round(inc, 6),
             "speedup": round(full / inc, 1), "fragments_recomputed_per_edit": len(graph.last_recomputed)}
