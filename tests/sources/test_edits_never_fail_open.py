@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -110,9 +112,22 @@ def test_a_rename_in_one_batch_moves_the_objects_without_a_gap(folder):
     assert source.origins[GRANTS][0] == str(new)
 
 
-async def _collect(source: DirectorySource, into: list) -> None:
-    async for change in source.changes():
-        into.append(change)
+@contextlib.asynccontextmanager
+async def _watching(source: DirectorySource) -> AsyncIterator[list]:
+    """The source's changes as they come (a list that grows), from its first synced one; stopped on exit."""
+    changes: list = []
+
+    async def collect() -> None:
+        async for change in source.changes():
+            changes.append(change)
+
+    task = asyncio.create_task(collect())
+    try:
+        await _wait_for(changes, lambda c: c.synced)
+        yield changes
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _wait_for(changes: list, predicate, timeout: float = 20.0) -> None:
@@ -126,10 +141,7 @@ async def test_a_two_step_write_through_the_watcher_never_drops_the_grants(folde
     path = folder / "30-policies.yaml"
     first, rest = _documents(path)
     source = DirectorySource(folder, debounce_ms=10, settle_ms=60_000)
-    changes: list = []
-    task = asyncio.create_task(_collect(source, changes))
-    try:
-        await _wait_for(changes, lambda c: c.synced)
+    async with _watching(source) as changes:
         with path.open("w") as file:
             file.write(first)
             file.flush()
@@ -138,55 +150,34 @@ async def test_a_two_step_write_through_the_watcher_never_drops_the_grants(folde
         await _wait_for(changes, lambda c: GRANTS in [o.key for o in c.upserts])
         assert not any(c.deletes for c in changes)
         assert GRANTS in source._view
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_removal_takes_effect_through_the_watcher_once_settled(folder):
     path = folder / "30-policies.yaml"
     first, _ = _documents(path)
     source = DirectorySource(folder, debounce_ms=10, settle_ms=200)
-    changes: list = []
-    task = asyncio.create_task(_collect(source, changes))
-    try:
-        await _wait_for(changes, lambda c: c.synced)
+    async with _watching(source) as changes:
         path.write_text(first)
         await _wait_for(changes, lambda c: c.deletes)
         assert [c.deletes for c in changes if c.deletes] == [[GRANTS]]
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_relative_config_path_sees_edits(folder, monkeypatch):
     monkeypatch.chdir(folder.parent)
     source = DirectorySource(Path("q"), debounce_ms=10)
-    changes: list = []
-    task = asyncio.create_task(_collect(source, changes))
-    try:
-        await _wait_for(changes, lambda c: c.synced)
+    async with _watching(source) as changes:
         path = folder / "30-policies.yaml"
         path.write_text(path.read_text().replace('params: ["get-sum"]', 'params: ["echo"]'))
         await _wait_for(changes, lambda c: [o.key for o in c.upserts] == [GRANTS])
         assert source.origins[GRANTS][0] == "q/30-policies.yaml"  # named as the user wrote it
         assert not any(c.deletes for c in changes)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_the_watcher_survives_a_symlink_loop(folder):
     (folder / "sub").mkdir()
     (folder / "sub" / "up").symlink_to("..")
     source = DirectorySource(folder, debounce_ms=10)
-    changes: list = []
-    task = asyncio.create_task(_collect(source, changes))
-    try:
-        await _wait_for(changes, lambda c: c.synced)
+    async with _watching(source) as changes:
         path = folder / "30-policies.yaml"
         path.write_text(path.read_text().replace('params: ["get-sum"]', 'params: ["echo"]'))
         await _wait_for(changes, lambda c: GRANTS in [o.key for o in c.upserts])
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
