@@ -15,6 +15,7 @@ from controlplane.commands import explain as explain_command
 from controlplane.commands import identity_request as identity_request_command
 from controlplane.commands import proxies as proxies_command
 from controlplane.commands import translate as translate_command
+from controlplane.commands import inject as inject_command
 from controlplane.commands.common import CommandFailed, UsageError
 from controlplane.commands.common import controller_option as _controller_option
 from controlplane.commands.common import controllers as _controllers
@@ -529,6 +530,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="outbound destinations never captured")
     p.add_argument("--exclude-outbound-ports", default="", metavar="PORTS", help="outbound ports never captured")
     p.set_defaults(run=run_capture_rules)
+    inject_command.add_parsers(sub)
     _finish(parser)
     return parser
 

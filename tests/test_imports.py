@@ -43,6 +43,7 @@ COMPOSITION_ROOTS = ("controlplane.controller", "controlplane.cli", "controlplan
                      "controlplane.commands", "controlplane.commands.common", "controlplane.commands.analyze",
                      "controlplane.commands.proxies", "controlplane.commands.explain",
                      "controlplane.commands.translate", "controlplane.commands.identity_request",
+                     "controlplane.commands.inject",
                      "controlplane")  # the package's own __init__
 TEST_ONLY = ("tests", "mcp", "mcp_types", "rich", "httpx", "httpx2", "envoy", "pytest", "hypothesis",
              "uvicorn", "starlette")

@@ -96,12 +96,12 @@ def render_sds_files(*, credentials_dir: Path) -> dict[str, dict]:
     return {CERT_SDS_FILE: {"resources": [cert]}, BUNDLE_SDS_FILE: {"resources": [bundle]}}
 
 
-def _upstream_tls(*, credentials_dir: Path, xds_host: str, server_spiffe_id: str) -> dict:
+def _upstream_tls(*, credentials_dir: Path, xds_host: str, server_spiffe_id: str, sds_dir: Path) -> dict:
     """Present our SVID; accept only a server whose URI SAN is exactly the control plane's SPIFFE ID."""
     ctx = {
         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
         "common_tls_context": {
-            "tls_certificate_sds_secret_configs": [_file_sds(CLIENT_CERT_SECRET, credentials_dir / CERT_SDS_FILE)],
+            "tls_certificate_sds_secret_configs": [_file_sds(CLIENT_CERT_SECRET, sds_dir / CERT_SDS_FILE)],
             "combined_validation_context": {
                 "default_validation_context": {
                     "match_typed_subject_alt_names": [
@@ -109,7 +109,7 @@ def _upstream_tls(*, credentials_dir: Path, xds_host: str, server_spiffe_id: str
                     ],
                 },
                 "validation_context_sds_secret_config": _file_sds(
-                    TRUST_BUNDLE_SECRET, credentials_dir / BUNDLE_SDS_FILE
+                    TRUST_BUNDLE_SECRET, sds_dir / BUNDLE_SDS_FILE
                 ),
             },
         },
@@ -160,6 +160,32 @@ def _dynamic_resources(*, delta: bool = False) -> dict:
     }
 
 
+HEALTH_PATH, ADMIN_CLUSTER = "/healthz/ready", "agentic-cp-admin"
+
+
+def _health_resources(*, health_port: int, admin_port: int) -> tuple[dict, dict]:
+    """Istio's readiness port: the kubelet cannot reach the loopback admin, so a static listener on
+    ``health_port`` answers ``/healthz/ready`` with Envoy's ``/ready`` (200 once LIVE, i.e. once its first
+    xDS config arrived) and nothing else of the admin."""
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "health",
+        "route_config": {"virtual_hosts": [{"name": "health", "domains": ["*"], "routes": [
+            {"match": {"path": HEALTH_PATH}, "route": {"cluster": ADMIN_CLUSTER, "prefix_rewrite": "/ready"}}]}]},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+    }
+    listener = {
+        "name": "health",
+        "address": {"socket_address": {"address": "0.0.0.0", "port_value": health_port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
+    }
+    endpoint = {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}}}
+    cluster = {"name": ADMIN_CLUSTER, "type": "STATIC", "connect_timeout": "1s",
+               "load_assignment": {"cluster_name": ADMIN_CLUSTER, "endpoints": [{"lb_endpoints": [endpoint]}]}}
+    return listener, cluster
+
+
 def render_bootstrap(
     *,
     node_id: str,
@@ -172,23 +198,33 @@ def render_bootstrap(
     control_plane_spiffe_id: str | None = None,
     delta: bool = False,
     keepalive: KeepalivePolicy = XDS_KEEPALIVE,
+    health_port: int | None = None,
+    sds_dir: Path | None = None,
 ) -> dict:
     """An Envoy v3 bootstrap (a YAML-able dict) for one proxy. Pure: reads and writes nothing.
 
     ``delta=True`` makes the ADS stream incremental (``api_type: DELTA_GRPC``) instead of state of the world.
     ``keepalive`` must be the policy the xDS server runs with (the default is the server's default).
+    ``sds_dir`` is where the SDS files are (default ``credentials_dir``; an injected sidecar's credentials
+    are a read-only Secret mount, so its SDS files live beside the bootstrap).
+    ``health_port`` adds the readiness listener an injected sidecar's probe calls (``_health_resources``).
 
     ``credentials_dir`` must be where ``cert.pem``, ``key.pem``, ``bundle.pem`` and the SDS files from
     ``render_sds_files`` will be; paths are made absolute because Envoy resolves them from its cwd.
     """
     creds = Path(credentials_dir).absolute()
     server_id = control_plane_spiffe_id or control_plane_identity(trust_domain)
-    tls = _upstream_tls(credentials_dir=creds, xds_host=xds_host, server_spiffe_id=server_id)
+    sds = Path(sds_dir).absolute() if sds_dir is not None else creds
+    tls = _upstream_tls(credentials_dir=creds, xds_host=xds_host, server_spiffe_id=server_id, sds_dir=sds)
+    static: dict = {"clusters": [_xds_cluster(xds_host=xds_host, xds_port=xds_port, tls=tls, keepalive=keepalive)]}
+    if health_port is not None:
+        listener, cluster = _health_resources(health_port=health_port, admin_port=admin_port)
+        static = {"listeners": [listener], "clusters": [*static["clusters"], cluster]}
     return {
         "node": {"id": node_id, "cluster": node_cluster},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "dynamic_resources": _dynamic_resources(delta=delta),
-        "static_resources": {"clusters": [_xds_cluster(xds_host=xds_host, xds_port=xds_port, tls=tls, keepalive=keepalive)]},
+        "static_resources": static,
         "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}]},
     }
 
@@ -220,16 +256,18 @@ class BootstrapFiles:
 
 
 def bootstrap_files(
-    out_dir: Path, *, credentials_dir: Path | None = None, envoy: str = "envoy", **render_args
+    out_dir: Path, *, credentials_dir: Path | None = None, sds_dir: Path | None = None, envoy: str = "envoy",
+    **render_args,
 ) -> BootstrapFiles:
     """``envoy.yaml`` and ``run.txt`` (for ``out_dir``) and the SDS files (for ``credentials_dir``, default
-    ``out_dir``), rendered. ``render_args`` are ``render_bootstrap``'s other arguments. The PEM files
+    ``out_dir``; or ``sds_dir``), rendered. ``render_args`` are ``render_bootstrap``'s other arguments. The PEM files
     themselves come from ``controlplane.identity.files.write_identity``."""
     out = Path(out_dir).absolute()
     creds = Path(credentials_dir).absolute() if credentials_dir is not None else out
-    files = {creds / name: _dump(content) for name, content in render_sds_files(credentials_dir=creds).items()}
+    sds = Path(sds_dir).absolute() if sds_dir is not None else creds
+    files = {sds / name: _dump(content) for name, content in render_sds_files(credentials_dir=creds).items()}
     bootstrap_path, run_path = out / BOOTSTRAP_FILE, out / RUN_FILE
-    files[bootstrap_path] = _dump(render_bootstrap(credentials_dir=creds, **render_args))
+    files[bootstrap_path] = _dump(render_bootstrap(credentials_dir=creds, sds_dir=sds, **render_args))
     command = run_command(bootstrap_path=bootstrap_path, node_id=render_args["node_id"], envoy=envoy)
     files[run_path] = f"# Start this proxy (base id derived from the node id):\n{command}\n".encode()
     return BootstrapFiles(files=files, bootstrap_path=bootstrap_path, run_path=run_path)
