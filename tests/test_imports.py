@@ -38,6 +38,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "controlplane.translate": ("logs", "api", "graph.view", "identity", "xds.resources", "xds.keepalive"),
     "controlplane.kube": ("logs", "addresses", "api", "identity", "graph", "translate", "xds.resources", "kube"),
     "controlplane.admin": ("logs", "xds"),
+    # the injection webhook: review.py answers with translate's injection; server.py's TLS is the CA's
+    "controlplane.webhook": ("logs", "identity", "translate.injection"),
 }
 COMPOSITION_ROOTS = ("controlplane.controller", "controlplane.cli", "controlplane.kube.serve", "controlplane.isolation", "controlplane.__main__",
                      "controlplane.commands", "controlplane.commands.common", "controlplane.commands.analyze",
