@@ -118,11 +118,12 @@ class Apis:
     discovery: k8s.DiscoveryV1Api
     coordination: k8s.CoordinationV1Api
     custom: k8s.CustomObjectsApi
+    admission: k8s.AdmissionregistrationV1Api
 
     @classmethod
     def on(cls, client: DictApiClient) -> Apis:
         return cls(client, k8s.CoreV1Api(client), k8s.AppsV1Api(client), k8s.DiscoveryV1Api(client),
-                   k8s.CoordinationV1Api(client), k8s.CustomObjectsApi(client))
+                   k8s.CoordinationV1Api(client), k8s.CustomObjectsApi(client), k8s.AdmissionregistrationV1Api(client))
 
 
 Configure = Callable[[k8s.Configuration], Awaitable[Any]]

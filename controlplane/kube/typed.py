@@ -18,7 +18,8 @@ from controlplane.kube.kinds import Kind
 Call = Callable[..., Awaitable[Any]]
 
 # API group -> the attribute of `Apis` holding its typed API (version v1 for all of them).
-TYPED_GROUPS = {"": "core", "apps": "apps", "discovery.k8s.io": "discovery", "coordination.k8s.io": "coordination"}
+TYPED_GROUPS = {"": "core", "apps": "apps", "discovery.k8s.io": "discovery", "coordination.k8s.io": "coordination",
+                "admissionregistration.k8s.io": "admission"}
 
 
 def snake_case(kind_name: str) -> str:
@@ -44,3 +45,10 @@ def namespaced_call(apis: Apis, *, kind: Kind, verb: str) -> Call:
     if not (is_typed(kind) and kind.namespaced):
         raise ValueError(f"{kind.kind} is not a built-in namespaced kind")
     return getattr(getattr(apis, TYPED_GROUPS[kind.group]), f"{verb}_namespaced_{snake_case(kind.kind)}")
+
+
+def cluster_call(apis: Apis, *, kind: Kind, verb: str) -> Call:
+    """`read`, `patch`... of one object of a built-in cluster-scoped kind: `(name, ...)`."""
+    if not is_typed(kind) or kind.namespaced:
+        raise ValueError(f"{kind.kind} is not a built-in cluster-scoped kind")
+    return getattr(getattr(apis, TYPED_GROUPS[kind.group]), f"{verb}_{snake_case(kind.kind)}")
