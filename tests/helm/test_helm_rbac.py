@@ -56,6 +56,11 @@ def _needed() -> list[Call]:
         calls.append(Call("kube/provisioner.py", "GET", kind.group, kind.plural, CLUSTER, ("list",),
                           optional=kind.plural in ("secrets", "configmaps", "deployments")))
     calls.append(Call("kube/provisioner.py", "GET", SERVICE.group, SERVICE.plural, GATEWAY_NS, ("get",)))
+    # The injection webhook's caBundle (`injection.enabled` only: tests/helm/test_helm_injection.py grants
+    # it there); its loop survives a 403 with a warning.
+    for method, verb in [("GET", "get"), ("PATCH", "patch")]:
+        calls.append(Call("kube/webhook_ca.py", method, "admissionregistration.k8s.io", "mutatingwebhookconfigurations",
+                          CLUSTER, (verb,), name=f"{RELEASE}-sidecar-injector", optional=True))
     return calls
 
 
