@@ -42,7 +42,7 @@ METADATA_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
 FIELDS = ("time", "proxy", "role", "caller", "backend", "http_method", "path", "mcp_method", "tool", "resource",
           "jsonrpc_id", "decision", "gateway_rule", "backend_rule", "gateway_result", "backend_result",
           "gateway_extauth_rule", "backend_extauth_rule", "limit", "status", "details", "flags", "duration_ms",
-          "request_id", "session_id", "mcp_partial", "upstream")
+          "request_id", "session_id", "mcp_partial", "upstream", "route")
 
 # ResponseFlags fields -> Envoy's short codes (%RESPONSE_FLAGS%), so both sources say "RL", "UAEX", ...
 FLAG_CODES = {
@@ -73,7 +73,10 @@ def normalize(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def backend_of(cluster: Any) -> str | None:
-    """The XBackend (NS/NAME) a request was routed to, from its upstream cluster; else the cluster."""
+    """The XBackend (NS/NAME) a request was routed to, from its upstream cluster; else the cluster.
+
+    A request refused before the router (denied, limited) has no upstream cluster in Envoy's report:
+    its `route` (the HTTPRoute rule, `NS/NAME/INDEX`) says where it was going."""
     if not isinstance(cluster, str) or not cluster:
         return None
     return cluster.removeprefix(XBACKEND_CLUSTER_PREFIX)
@@ -112,7 +115,7 @@ def _common_fields(common: Any) -> dict[str, Any]:
     duration = common.time_to_last_downstream_tx_byte
     fields: dict[str, Any] = {
         "time": _rfc3339(common.start_time), "caller": _peer_uri(common.tls_properties),
-        "upstream": common.upstream_cluster, "flags": _flags(common.response_flags),
+        "upstream": common.upstream_cluster, "route": common.route_name, "flags": _flags(common.response_flags),
         "duration_ms": None if duration is None else int(duration.total_seconds() * 1000)}
     metadata = common.metadata.filter_metadata if common.metadata is not None else {}
     namespaces = {name: _struct(metadata.get(name)) for name in (MCP_NAMESPACE, RBAC_NAMESPACE)}

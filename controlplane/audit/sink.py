@@ -4,7 +4,8 @@ The file: one record per line (record.FIELDS), flushed after every batch Envoy s
 at most the batch being written. When it would pass `max_bytes` it is renamed to `FILE.1` (`.1` to `.2`,
 and so on, `backups` kept) and a new one is started: the disk use is bounded by (backups + 1) x max_bytes.
 
-The counters: `agentic_audit_requests_total{caller, backend, tool, decision}`. Their cardinality is
+The counters: `agentic_audit_requests_total{caller, backend, tool, decision}`; a refused request has no
+upstream cluster in Envoy's report, so its `backend` label is `route <HTTPRoute rule>` instead. Their cardinality is
 callers x backends x tools x 4 decisions, which the mesh's own policies bound, except that a hostile or
 buggy proxy config could mint values; so at most `max_series` label sets are kept, and records beyond
 that count under `overflow` labels (all four `_other`), counted in `agentic_audit_series_overflow_total`.
@@ -76,7 +77,9 @@ class AuditMetrics:
         self._seen: set[tuple[str, ...]] = set()
 
     def count(self, record: dict[str, Any]) -> None:
-        labels = tuple(str(record.get(name) or NONE) for name in ("caller", "backend", "tool", "decision"))
+        backend = record.get("backend") or (f"route {record['route']}" if record.get("route") else None)
+        labels = tuple(str(value or NONE) for value in (record.get("caller"), backend, record.get("tool"),
+                                                         record.get("decision")))
         if labels not in self._seen:
             if len(self._seen) >= self.max_series:
                 self.overflow.inc()

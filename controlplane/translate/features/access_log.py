@@ -56,7 +56,8 @@ ACCESS_LOG_FORMAT = {
     "backend_result": _rbac("backend_shadow_engine_result"),
     "gateway_extauth_rule": _rbac(delegated_key(GATEWAY)),
     "backend_extauth_rule": _rbac(delegated_key(BACKEND)),
-    "upstream": "%UPSTREAM_CLUSTER%",
+    "upstream": "%UPSTREAM_CLUSTER%",  # unset where the request was refused before the router
+    "route": "%ROUTE_NAME%",  # the HTTPRoute rule (NS/NAME/INDEX)
     "duration_ms": "%DURATION%",
     "request_id": "%REQ(X-REQUEST-ID)%",
     "session_id": f"%REQ({SESSION_HEADER.upper()})%",
