@@ -103,6 +103,9 @@ class AccessLogService:
         entries = message.http_logs.log_entry if message.http_logs is not None else []
         records = []
         for entry in entries:
+            if entry.request is None and entry.response is None:  # Envoy always sends both: not a request
+                self._sink.metrics.rejected.labels("empty_entry").inc()
+                continue
             try:
                 records.append(normalize(from_entry(entry, proxy=proxy, role=role)))
             except Exception as exc:  # noqa: BLE001 - one odd entry is skipped, the stream goes on

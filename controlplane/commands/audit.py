@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        since = parse_since(args.since) if args.since else None
+        since = parse_since(args.since) if args.since is not None else None
     except ValueError as err:
         raise UsageError(str(err)) from None
     paths = [Path(f) for f in args.file or [DEFAULT_FILE]]
