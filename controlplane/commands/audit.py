@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("--caller", metavar="SPIFFE_ID", help="only this caller")
     p.add_argument("--tool", help="only calls of this tool")
     p.add_argument("--decision", choices=DECISIONS, help="only this decision")
-    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table",
+                   help="a table for people, or one JSON record per line (record.FIELDS) for tools")
     p.set_defaults(run=run)
 
 
