@@ -11,6 +11,7 @@ from pathlib import Path
 from controlplane.api import regex
 from controlplane.api.base import Problem
 from controlplane.commands import analyze as analyze_command
+from controlplane.commands import audit as audit_command
 from controlplane.commands import explain as explain_command
 from controlplane.commands import identity_request as identity_request_command
 from controlplane.commands import proxies as proxies_command
@@ -144,7 +145,8 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = Settings(state_dir=Path(args.state_dir), trust_domain=_trust_domain(args.state_dir, args.trust_domain),
                         xds_address=args.xds_address, admin_address=args.admin_address,
                         controller_names=_controllers(args), admin_token=_admin_token(args.admin_token_file),
-                        xds_limits=_xds_limits(args))
+                        xds_limits=_xds_limits(args), audit_log=_audit_log(args),
+                        audit_log_max_bytes=args.audit_log_max_mb * 1024 * 1024)
     if args.remote_cluster:
         logging.getLogger("agentic-cp").warning("--remote-cluster is not supported yet; ignoring %s",
                                                 ", ".join(args.remote_cluster))
@@ -162,6 +164,21 @@ def run_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _audit_log(args: argparse.Namespace) -> Path:
+    """The audit file: --audit-log, else STATE_DIR/audit.jsonl; its folder must be writable now, not at the
+    first request."""
+    path = Path(args.audit_log) if args.audit_log else Path(args.state_dir) / "audit.jsonl"
+    if path.is_dir():
+        raise UsageError(f"--audit-log {path}: is a directory; name a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab"):
+            pass
+    except OSError as err:
+        raise CommandFailed(_os_error("--audit-log", str(path), err)) from None
+    return path
 
 
 def _check_bindable(flag: str, address: str) -> None:
@@ -436,6 +453,7 @@ def _parser() -> argparse.ArgumentParser:
     explain_command.add_parser(sub)
     translate_command.add_parser(sub)
     proxies_command.add_parsers(sub)
+    audit_command.add_parser(sub)
 
     p = sub.add_parser("graph", help="print the authorization graph")
     p.add_argument("--config", action="append", required=True, metavar="PATH",
@@ -486,6 +504,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="(not supported yet) another cluster to watch")
     _controller_option(p)
     _limit_options(p)
+    p.add_argument("--audit-log", metavar="FILE",
+                   help="where the audit records proxies stream (gRPC access log) are written as JSON lines "
+                        "(default STATE_DIR/audit.jsonl)")
+    p.add_argument("--audit-log-max-mb", type=_positive_int, default=64, metavar="MB",
+                   help="rotate the audit log at this size; FILE.1..FILE.3 are kept")
     p.add_argument("--settle-ms", type=int, default=1000, metavar="MS",
                    help="with --config: an object missing from a file that still exists is removed only once "
                         "the file has stayed whole and unchanged this long (default 1000)")

@@ -55,6 +55,8 @@ class Settings:
     service_account: str = xds_auth.CONTROL_PLANE_SERVICE_ACCOUNT
     admin_token: str | None = None  # bearer token for /debug/*; None: loopback clients only
     xds_limits: StreamLimits = DEFAULT_LIMITS  # what one xDS client may open and subscribe to
+    audit_log: Path | None = None  # the proxies' audit records (JSON lines); None: STATE_DIR/audit.jsonl
+    audit_log_max_bytes: int = 64 * 1024 * 1024  # rotated past this
 
 
 WORKLOAD_KINDS = frozenset({"ServiceAccount", "Pod"})  # no graph fragment of their own, yet they make workloads
@@ -199,6 +201,7 @@ class ControlPlane:
         self.certificates = CertificateManager(self.ca, ttl=_hours(settings.certificate_ttl_hours))
         self.xds = None
         self.admin = None
+        self.audit = None
         self.publisher = None
         self.problems: dict[str, list[Problem]] = {}
         self.applied = asyncio.Event()
@@ -207,11 +210,14 @@ class ControlPlane:
 
     async def start(self) -> None:
         from controlplane.admin.server import AdminServer
+        from controlplane.xds.metrics import XdsMetrics
         from controlplane.xds.server import XdsServer
 
         host, _, _ = self.settings.xds_address.rpartition(":")
+        metrics = XdsMetrics()
+        handlers = [self._certificate_service().handler(), self._access_log_service(metrics.registry).handler()]
         self.xds = XdsServer(cache=self.cache, authorize=xds_auth.authorize_by_spiffe_id(self.settings.trust_domain),
-                             limits=self.settings.xds_limits, extra_handlers=[self._certificate_service().handler()])
+                             metrics=metrics, limits=self.settings.xds_limits, extra_handlers=handlers)
         self.publisher = Publisher(graph=self.graph, cache=self.cache, certificates=self.certificates,
                                    registry=self.xds.registry)
         hosts = [h for h in (host, *self.settings.extra_server_hosts) if h not in ("", "0.0.0.0")]
@@ -234,6 +240,16 @@ class ControlPlane:
 
         ttl = _hours(self.settings.certificate_ttl_hours)
         return CertificateService(self.ca, SigningPolicy(default_ttl=ttl, max_ttl=ttl))
+
+    def _access_log_service(self, registry: CollectorRegistry):
+        """The audit sink beside ADS: the proxies' gRPC access logs, authorized as their ADS streams are."""
+        from controlplane.audit.service import AccessLogService
+        from controlplane.audit.sink import AuditMetrics, AuditSink, JsonLinesFile
+
+        path = self.settings.audit_log or self.settings.state_dir / "audit.jsonl"
+        self.audit = AuditSink(JsonLinesFile(path, max_bytes=self.settings.audit_log_max_bytes),
+                               AuditMetrics(registry))
+        return AccessLogService(self.audit, xds_auth.authorize_by_spiffe_id(self.settings.trust_domain))
 
     async def run(self) -> None:
         """Start, then apply the source's changes until cancelled."""
@@ -300,6 +316,8 @@ class ControlPlane:
             await self.admin.stop()
         if self.xds is not None:
             await self.xds.stop()
+        if self.audit is not None:
+            self.audit.close()
 
 
 def _workload_keys(change: ChangeSet) -> set[ResourceKey]:

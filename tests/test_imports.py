@@ -40,12 +40,15 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "controlplane.admin": ("logs", "xds"),
     # the injection webhook: review.py answers with translate's injection; server.py's TLS is the CA's
     "controlplane.webhook": ("logs", "identity", "translate.injection"),
+    # the audit sink: Envoy's access log service, authorized as ADS is (identity.xds_auth, xds.peer)
+    "controlplane.audit": ("logs", "identity", "xds.peer"),
 }
 COMPOSITION_ROOTS = ("controlplane.controller", "controlplane.cli", "controlplane.kube.serve", "controlplane.isolation", "controlplane.__main__",
                      "controlplane.commands", "controlplane.commands.common", "controlplane.commands.analyze",
                      "controlplane.commands.proxies", "controlplane.commands.explain",
                      "controlplane.commands.translate", "controlplane.commands.identity_request",
                      "controlplane.commands.inject",
+                     "controlplane.commands.audit",
                      "controlplane")  # the package's own __init__
 TEST_ONLY = ("tests", "mcp", "mcp_types", "rich", "httpx", "httpx2", "envoy", "pytest", "hypothesis",
              "uvicorn", "starlette")

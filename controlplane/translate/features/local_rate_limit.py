@@ -18,8 +18,9 @@ produces) and `descriptors` (the buckets):
   (`alwaysConsumeDefaultTokenBucket: false`) and so large it never limits.
 
 A limited call is answered 429 with `x-ratelimit-*` headers (draft 03: `x-ratelimit-reset` is the
-seconds until the emptied bucket refills) and `x-agentic-retry-within`, the longest interval of the
-limits at that level: every bucket there is full again within it. Envoy adds the `x-ratelimit-*` headers
+seconds until the emptied bucket refills), `x-agentic-retry-within`, the longest interval of the
+limits at that level: every bucket there is full again within it, and `x-agentic-limit`, the limits of
+that level (`<ns>/<policy>#<limit>`, comma-separated), which the audit record names as the decider. Envoy adds the `x-ratelimit-*` headers
 after the local reply's body is formatted, so only the latter can reach the body:
 features/jsonrpc_denial.py turns the 429 into a JSON-RPC error carrying it as the retry hint. Each replica of a proxy keeps its own buckets (see the README on N replicas).
 """
@@ -36,6 +37,7 @@ EXPR_DESCRIPTOR_TYPE = "type.googleapis.com/envoy.extensions.rate_limit_descript
 PEER_URI_SAN = "connection.uri_san_peer_certificate"
 UNLIMITED = 4_000_000_000  # a default bucket that never empties (uint32 range)
 RETRY_WITHIN_HEADER = "x-agentic-retry-within"  # seconds within which every bucket here refills
+LIMIT_HEADER = "x-agentic-limit"  # the limits of the level that limited, for the audit record
 MAX_DYNAMIC_BUCKETS = 10_000  # per wildcard descriptor: distinct callers x tools kept at once
 ENFORCED = {"defaultValue": {"numerator": 100, "denominator": "HUNDRED"}}
 
@@ -75,9 +77,8 @@ def level_config(limits: tuple[ResolvedLimit, ...], level: str) -> dict:
               "enableXRatelimitHeaders": "DRAFT_VERSION_03", "maxDynamicDescriptors": MAX_DYNAMIC_BUCKETS,
               "rateLimits": [{"actions": descriptor_actions(limit)} for limit in limits],
               "descriptors": [d for limit in limits for d in bucket_descriptors(limit)],
-              "responseHeadersToAdd": [{"header": {"key": RETRY_WITHIN_HEADER,
-                                                   "value": str(max(limit.seconds for limit in limits))},
-                                        "appendAction": "OVERWRITE_IF_EXISTS_OR_ADD"}]}
+              "responseHeadersToAdd": [_header(RETRY_WITHIN_HEADER, str(max(limit.seconds for limit in limits))),
+                                       _header(LIMIT_HEADER, ",".join(limit.ref for limit in limits))]}
     return {rate_limit_filter(level): config}
 
 
@@ -97,6 +98,10 @@ def bucket_descriptors(limit: ResolvedLimit) -> list[dict]:
     tools = [{"key": "tool", "value": tool} for tool in limit.tools] or [{"key": "tool"}]
     head = [{"key": "limit", "value": limit.ref}, {"key": "mcp_method", "value": "tools/call"}, caller]
     return [{"entries": [*head, tool], "tokenBucket": bucket(limit.requests, limit.seconds)} for tool in tools]
+
+
+def _header(key: str, value: str) -> dict:
+    return {"header": {"key": key, "value": value}, "appendAction": "OVERWRITE_IF_EXISTS_OR_ADD"}
 
 
 def bucket(requests: int, seconds: int) -> dict:

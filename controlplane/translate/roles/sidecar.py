@@ -187,7 +187,9 @@ def _capture_target(lst: dict) -> dict:
     for chain in lst["filterChains"]:
         for network_filter in chain["filters"]:
             for log in network_filter["typedConfig"].get("accessLog", ()):
-                fmt = log["typedConfig"]["logFormat"]
+                fmt = log["typedConfig"].get("logFormat")
+                if fmt is None:  # the gRPC audit stream: structured, it carries the address itself
+                    continue
                 fmt["jsonFormat"] = {**fmt["jsonFormat"], "original_destination": "%DOWNSTREAM_LOCAL_ADDRESS%"}
     return lst | {"listenerFilters": [ORIGINAL_DST_FILTER], "useOriginalDst": True}
 
