@@ -211,7 +211,8 @@ class ControlPlane:
 
         host, _, _ = self.settings.xds_address.rpartition(":")
         self.xds = XdsServer(cache=self.cache, authorize=xds_auth.authorize_by_spiffe_id(self.settings.trust_domain),
-                             limits=self.settings.xds_limits, extra_handlers=[self._certificate_service().handler()])
+                             limits=self.settings.xds_limits,
+                             extra_handlers=[self._certificate_service().handler(), self._tools_list_filter().handler()])
         self.publisher = Publisher(graph=self.graph, cache=self.cache, certificates=self.certificates,
                                    registry=self.xds.registry)
         hosts = [h for h in (host, *self.settings.extra_server_hosts) if h not in ("", "0.0.0.0")]
@@ -234,6 +235,12 @@ class ControlPlane:
 
         ttl = _hours(self.settings.certificate_ttl_hours)
         return CertificateService(self.ca, SigningPolicy(default_ttl=ttl, max_ttl=ttl))
+
+    def _tools_list_filter(self):
+        """The ext_proc service that filters tools/list per caller (features/tools_list.py), on the live graph."""
+        from controlplane.toolfilter.service import ToolsListFilter
+
+        return ToolsListFilter(graph=self.graph, trust_domain=self.settings.trust_domain)
 
     async def run(self) -> None:
         """Start, then apply the source's changes until cancelled."""

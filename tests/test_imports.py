@@ -38,6 +38,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "controlplane.translate": ("logs", "api", "graph.view", "identity", "xds.resources", "xds.keepalive"),
     "controlplane.kube": ("logs", "addresses", "api", "identity", "graph", "translate", "xds.resources", "kube"),
     "controlplane.admin": ("logs", "xds"),
+    "controlplane.toolfilter": ("logs", "api", "graph", "identity", "xds.peer"),  # the tools/list ext_proc service
 }
 COMPOSITION_ROOTS = ("controlplane.controller", "controlplane.cli", "controlplane.kube.serve", "controlplane.isolation", "controlplane.__main__",
                      "controlplane.commands", "controlplane.commands.common", "controlplane.commands.analyze",
