@@ -215,7 +215,8 @@ class ControlPlane:
 
         host, _, _ = self.settings.xds_address.rpartition(":")
         metrics = XdsMetrics()
-        handlers = [self._certificate_service().handler(), self._access_log_service(metrics.registry).handler()]
+        handlers = [self._certificate_service().handler(), self._access_log_service(metrics.registry).handler(),
+                    self._tools_list_filter().handler()]
         self.xds = XdsServer(cache=self.cache, authorize=xds_auth.authorize_by_spiffe_id(self.settings.trust_domain),
                              metrics=metrics, limits=self.settings.xds_limits, extra_handlers=handlers)
         self.publisher = Publisher(graph=self.graph, cache=self.cache, certificates=self.certificates,
@@ -250,6 +251,11 @@ class ControlPlane:
         self.audit = AuditSink(JsonLinesFile(path, max_bytes=self.settings.audit_log_max_bytes),
                                AuditMetrics(registry))
         return AccessLogService(self.audit, xds_auth.authorize_by_spiffe_id(self.settings.trust_domain))
+    def _tools_list_filter(self):
+        """The ext_proc service that filters tools/list per caller (features/tools_list.py), on the live graph."""
+        from controlplane.toolfilter.service import ToolsListFilter
+
+        return ToolsListFilter(graph=self.graph, trust_domain=self.settings.trust_domain)
 
     async def run(self) -> None:
         """Start, then apply the source's changes until cancelled."""

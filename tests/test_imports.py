@@ -42,6 +42,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "controlplane.webhook": ("logs", "identity", "translate.injection"),
     # the audit sink: Envoy's access log service, authorized as ADS is (identity.xds_auth, xds.peer)
     "controlplane.audit": ("logs", "identity", "xds.peer"),
+    "controlplane.toolfilter": ("logs", "api", "graph", "identity", "xds.peer"),  # the tools/list ext_proc service
 }
 COMPOSITION_ROOTS = ("controlplane.controller", "controlplane.cli", "controlplane.kube.serve", "controlplane.isolation", "controlplane.__main__",
                      "controlplane.commands", "controlplane.commands.common", "controlplane.commands.analyze",

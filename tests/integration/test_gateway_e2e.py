@@ -43,8 +43,8 @@ async def test_each_agent_gets_exactly_its_tools(mesh):
         async with mesh.client(agent) as client:
             opened = await client.initialize()
             assert opened.http_status == 200 and opened.result is not None and client.session_id
-            listed = await client.list_tools()
-            assert {t["name"] for t in listed.result["tools"]} >= set(TOOLS)
+            listed = await client.list_tools()  # filtered per caller (test_tools_list_e2e.py)
+            assert {t["name"] for t in listed.result["tools"]} == granted
             assert (await client.ping()).error is None
             for tool in TOOLS:
                 answer = await client.call_tool(tool, ARGS[tool])
@@ -76,7 +76,7 @@ async def test_the_official_sdk_as_an_agent(mesh):
     cert, key = mesh.identity("math-agent")
     async with sdk_session(mesh.url, cert=cert, key=key) as session:
         tools = await session.list_tools()
-        assert {t.name for t in tools.tools} >= set(TOOLS)
+        assert {t.name for t in tools.tools} == GRANTS["math-agent"]
         result = await session.call_tool("get-sum", {"a": 20, "b": 22})
         assert result.content[0].text == "The sum of 20 and 22 is 42."
         with pytest.raises(MCPError) as denied:

@@ -116,7 +116,8 @@ def test_backend_level_external_auth_sits_on_the_weighted_cluster():
 def test_gateway_level_external_auth_sits_on_the_virtual_host():
     configs = _route(_by_name(_full()))["virtualHosts"][0]["typedPerFilterConfig"]
     assert set(configs) == {"envoy.filters.http.rbac.gateway", "envoy.filters.http.rbac.gateway_extauth",
-                            "envoy.filters.http.ext_authz.gateway"}
+                            "envoy.filters.http.ext_authz.gateway",
+                            "envoy.filters.http.ext_proc.tools_list"}  # the hop, for the tools/list filter
     shadow = configs["envoy.filters.http.rbac.gateway_extauth"]["rbac"]["shadowRules"]
     assert shadow["policies"] == {"quickstart/gateway-extauth#*": {"permissions": [fully_parsed()],
                                                                   "principals": [{"any": True}]}}
@@ -134,7 +135,7 @@ def test_listener_filters_run_external_auth_before_allow_and_only_when_delegated
         "envoy.filters.http.ext_authz.gateway", "envoy.filters.http.ext_authz.backend",
         "envoy.filters.http.rbac.gateway", "envoy.filters.http.rbac.backend",
         "envoy.filters.http.local_ratelimit.gateway", "envoy.filters.http.local_ratelimit.backend",
-        "envoy.filters.http.router"]
+        "envoy.filters.http.ext_proc.tools_list", "envoy.filters.http.router"]
     ext_authz = {f["name"]: f["typedConfig"] for f in hcm["httpFilters"] if "ext_authz" in f["name"]}
     for level, config in (("gateway", ext_authz["envoy.filters.http.ext_authz.gateway"]),
                           ("backend", ext_authz["envoy.filters.http.ext_authz.backend"])):

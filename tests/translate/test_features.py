@@ -151,7 +151,7 @@ def test_the_filter_chain_is_the_features_in_list_order():
         "envoy.filters.http.ext_authz.gateway", "envoy.filters.http.ext_authz.backend",
         "envoy.filters.http.rbac.gateway", "envoy.filters.http.rbac.backend",
         "envoy.filters.http.local_ratelimit.gateway", "envoy.filters.http.local_ratelimit.backend",
-        "envoy.filters.http.router",
+        "envoy.filters.http.ext_proc.tools_list", "envoy.filters.http.router",
     ]
 
 

@@ -24,12 +24,14 @@ from controlplane.translate.features.mcp import Mcp
 from controlplane.translate.features.rbac import Rbac
 from controlplane.translate.features.router import Router
 from controlplane.translate.features.tls import DownstreamTls
+from controlplane.translate.features.tools_list import ToolsList
 
 FEATURES: tuple[Feature, ...] = (
     Mcp(),  # envoy.filters.http.mcp: JSON-RPC into dynamic metadata, fail closed
     ExtAuthz(),  # rbac.<level>_extauth marks, ext_authz.<level> delegates
     Rbac(),  # rbac.<level>: the Allow policies
     LocalRateLimit(),  # local_ratelimit.<level>: RateLimitPolicy buckets, after authorization
+    ToolsList(),  # ext_proc.tools_list: tools/list responses filtered per caller by the control plane
     Router(),  # envoy.filters.http.router
     JsonRpcDenial(),  # local reply: a 403 as a JSON-RPC error
     AccessLog(),  # stdout JSON access log

@@ -1,0 +1,96 @@
+"""`tools/list` filtered per caller: Envoy's ext_proc asks the control plane about each MCP response.
+
+One ext_proc filter sits in a gateway listener's chain after the rate limits, before the router. It
+reaches the control plane's ext_proc service (controlplane/toolfilter/) over the xDS cluster the
+bootstrap already has (mTLS with the proxy's xDS credential, which the service checks against the hop).
+What it sends, and why it costs little for everything else:
+- request headers and bodies: never (`SKIP`/`NONE`); the MCP filter's metadata (method, id) is
+  forwarded with the response headers (`metadataOptions`), with the caller's URI SAN, path and host;
+- response headers: one small message per response; the service answers CONTINUE unless the request
+  was `tools/list`, and only then switches this response to a BUFFERED body (`allowModeOverride`, the
+  one mode in `allowedOverrideModes`), which comes back filtered with its content-length fixed.
+Which hop: each virtual host of a gateway names `gateway/<ns>/<name>/<port>` in the stream's gRPC initial
+metadata (`ExtProcPerRoute.overrides.grpcInitialMetadata`); a tool's sidecar (inbound) names
+`sidecar/<ns>/<serviceaccount>/<xbackend-ns>/<xbackend>` on the route to that XBackend; routes that
+reach no XBackend are disabled. All of it
+lives in the route configuration, and the decisions in the control plane's live graph, so a policy
+change never touches the listener (nor, for the list, any xDS resource at all).
+Failure mode: open (`failureModeAllow`). If the control plane is unreachable the list passes
+unfiltered: names leak, nothing is granted (RBAC still refuses every call the list would hide), and
+every other MCP response keeps flowing. Failing closed would let a control-plane outage break every
+response on the gateway, since each one makes the headers call. Envoy counts these in
+`ext_proc.tools_list.failure_mode_allowed`.
+"""
+
+from __future__ import annotations
+
+from controlplane.graph.view import ListenerView, RouteRuleView
+from controlplane.translate.bootstrap import XDS_CLUSTER
+from controlplane.translate.context import SIDECAR_INBOUND, PortContext, ProxyContext
+from controlplane.translate.features.base import Feature
+from controlplane.translate.features.mcp import MCP_FILTER
+
+EXT_PROC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor"
+EXT_PROC_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute"
+TOOLS_LIST_FILTER = "envoy.filters.http.ext_proc.tools_list"
+HOP_HEADER = "x-agentic-hop"  # read by controlplane/toolfilter/decide.py
+# the caller, and where it sent the request (the path before a URL rewrite): what explain decides on
+RESPONSE_ATTRIBUTES = ("connection.uri_san_peer_certificate", "request.path", "request.host",
+                       "request.headers['x-envoy-original-path']")
+TIMEOUT = "1s"  # per message; a tools/list body is filtered in well under it
+HEADERS_ONLY = {"requestHeaderMode": "SKIP", "responseHeaderMode": "SEND", "requestBodyMode": "NONE",
+                "responseBodyMode": "NONE", "requestTrailerMode": "SKIP", "responseTrailerMode": "SKIP"}
+BUFFER_BODY = {**HEADERS_ONLY, "responseBodyMode": "BUFFERED"}  # what the service switches a tools/list to
+
+
+GATEWAY_ROLE = "gateway"
+ROLES = (GATEWAY_ROLE, SIDECAR_INBOUND)
+
+
+def gateway_hop(proxy: ProxyContext, port: int) -> str:
+    key = proxy.gateway.key
+    return f"gateway/{key.namespace}/{key.name}/{port}"
+
+
+def sidecar_hop(proxy: ProxyContext, backend) -> str:
+    """A tool's sidecar (its ServiceAccount) in front of one XBackend: only that XBackend's level decides."""
+    key = proxy.gateway.key
+    return f"sidecar/{key.namespace}/{key.name}/{backend.namespace}/{backend.name}"
+
+
+def _with_hop(value: str) -> dict:
+    return {TOOLS_LIST_FILTER: {"@type": EXT_PROC_PER_ROUTE_TYPE,
+                                "overrides": {"grpcInitialMetadata": [{"key": HOP_HEADER, "value": value}]}}}
+
+
+class ToolsList(Feature):
+    """The ext_proc filter per listener; a gateway's hop per virtual host, a sidecar's per route to its
+    XBackend; off on routes that reach no XBackend."""
+
+    name = "tools_list"
+
+    def http_filters(self, port: PortContext) -> list[dict]:
+        if port.proxy.role not in ROLES:
+            return []
+        return [{"name": TOOLS_LIST_FILTER, "typedConfig": {
+            "@type": EXT_PROC_TYPE,
+            "grpcService": {"envoyGrpc": {"clusterName": XDS_CLUSTER}, "timeout": TIMEOUT},
+            "failureModeAllow": True,
+            "processingMode": HEADERS_ONLY,
+            "allowModeOverride": True,
+            "allowedOverrideModes": [BUFFER_BODY],
+            "metadataOptions": {"forwardingNamespaces": {"untyped": [MCP_FILTER]}},
+            "responseAttributes": list(RESPONSE_ATTRIBUTES),
+            "messageTimeout": TIMEOUT,
+            "statPrefix": "tools_list"}}]
+
+    def virtual_host_config(self, proxy: ProxyContext, listener: ListenerView) -> dict:
+        return _with_hop(gateway_hop(proxy, listener.port)) if proxy.role == GATEWAY_ROLE else {}
+
+    def route_config(self, proxy: ProxyContext, rule: RouteRuleView) -> dict:
+        if proxy.role not in ROLES:
+            return {}
+        mcp = [ref.backend.key for ref in rule.backends if ref.backend.is_mcp]
+        if not mcp:
+            return {TOOLS_LIST_FILTER: {"@type": EXT_PROC_PER_ROUTE_TYPE, "disabled": True}}
+        return _with_hop(sidecar_hop(proxy, mcp[0])) if proxy.role == SIDECAR_INBOUND else {}
