@@ -96,7 +96,11 @@ class Publisher:
         started = time.perf_counter()
         self.serializer.begin()
         self.views_built = 0
-        affected = None if changed is None else self.index.affected(self.graph, changed)
+        if changed is None:
+            affected = None
+            self.index.remember_all(self.graph)
+        else:
+            affected = self.index.affected(self.graph, changed)
         wanted: dict[str, ResourceKey] = {}
         for key in managed_gateways(self.graph):
             node_id = xds_auth.node_id_for_gateway(key.namespace, key.name)

@@ -8,7 +8,8 @@ fragment, and records the owner's key of everything it visits. So a view can dif
 recomputed fragment (a key in `changed`) owns something it visits now or visited last time:
 - last time: the proxies whose previous `reads` hold a changed key, or an *anchor* of one (a node whose
   edge set the changed fragment rewrote: a policy's targets, an XBackend's Service, a Service's
-  XBackends and workloads), found in the reverse index of every proxy's last reads;
+  XBackends and workloads, before and after the change: a deleted policy's old target loses it), found
+  in the reverse index of every proxy's last reads;
 - now: the proxies whose walk through the graph after the change reaches a changed key or anchor, found
   by walking the same edges backwards (route -> listener -> Gateway, backend -> rule -> Gateway, Service
   -> serving workload, XBackend -> the workloads `view.reaching` says may reach it).
@@ -35,6 +36,11 @@ class DependencyIndex:
     def __init__(self) -> None:
         self._readers: dict[ResourceKey, set[ProxyKey]] = defaultdict(set)
         self._reads: dict[ProxyKey, frozenset[ResourceKey]] = {}
+        self._anchors: dict[ResourceKey, set[ResourceKey]] = {}  # as of the last publish
+
+    def remember_all(self, graph: AuthorizationGraph) -> None:
+        """Every object's anchors, after a full publish: what a later change must compare against."""
+        self._anchors = {key: found for key in graph.objects if (found := anchors(graph, key))}
 
     def record(self, proxy: ProxyKey, reads: Iterable[ResourceKey]) -> None:
         """What the proxy's newest build read (replacing what it read before)."""
@@ -59,7 +65,12 @@ class DependencyIndex:
     def affected(self, graph: AuthorizationGraph, changed: set[ResourceKey]) -> set[ProxyKey]:
         """The proxies whose view can differ after `changed` (the fragments recomputed, with the
         ServiceAccounts and Pods touched) was applied to `graph`: exact or larger, never smaller."""
-        touched = set(changed) | {anchor for key in changed for anchor in anchors(graph, key)}
+        touched = set(changed)
+        for key in changed:
+            now = anchors(graph, key)
+            touched |= now | self._anchors.pop(key, set())
+            if now:
+                self._anchors[key] = now
         return self.readers(touched) | {proxy for key in touched for proxy in current_readers(graph, key)}
 
 
