@@ -4,7 +4,8 @@ Sections: `pipeline` (cold build and one-policy edits, files to snapshot bytes, 
 process for an honest peak RSS), `convergence` (simulated Envoys in their own processes against this
 server and against a bare grpc.aio server sending the same bytes: the ratio is the figure),
 `hot_spots` (old and new code of the profile's hot spots timed side by side), `incremental` (graph and
-translation incrementality), `hostile_files`. Figures are printed, never asserted: these machines
+translation incrementality), `dependents` (whom an edit rebuilds: every
+view built to decide vs the dependency index), `hostile_files`. Figures are printed, never asserted: these machines
 are shared and noisy, so read the ratios; seconds are for orientation.
 
 `python -m bench [--quick]`
@@ -18,14 +19,15 @@ import subprocess
 import sys
 import time
 
-from bench import convergence, hostile_files, hot_spots, incremental
+from bench import convergence, dependents, hostile_files, hot_spots, incremental
 from tests.support.processes import REPO_ROOT, repo_env
 
 PROFILES = {
     "quick": {"pipeline": [300], "convergence": [(300, 100)], "hot_spots": 100, "incremental": [10],
-              "hostile_rounds": 1},
+              "dependents": [20], "hostile_rounds": 1},
     "full": {"pipeline": [300, 1000, 3000], "convergence": [(1000, 100), (1000, 1000), (100, 1000)],
-             "hot_spots": 300, "incremental": [10, 100], "hostile_rounds": 3},
+             "hot_spots": 300, "incremental": [10, 100],
+             "dependents": [100, 1000], "hostile_rounds": 3},
 }
 
 
@@ -49,6 +51,7 @@ def main(argv: list[str]) -> int:
               "convergence": [convergence.side_by_side(r, s) for r, s in profile["convergence"]],
               "hot_spots": hot_spots.run(rules=profile["hot_spots"]),
               "incremental": incremental.run(profile["incremental"]),
+              "dependents": dependents.run(profile["dependents"]),
               "hostile_files": hostile_files.run(rounds=profile["hostile_rounds"])}
     report["wall_s"] = round(time.monotonic() - started, 1)
     report["note"] = "ratios compare runs made moments apart on this machine; seconds are for orientation only"

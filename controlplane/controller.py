@@ -22,6 +22,7 @@ from controlplane import isolation, serve_log
 from controlplane.api.base import Problem, ResourceKey
 from controlplane.api.changes import ChangeSet
 from controlplane.api.gateway import OUR_CONTROLLER
+from controlplane.graph.dependents import DependencyIndex
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.view import gateway_view, managed_gateways, sidecar_view, workloads
 from controlplane.identity import sds, xds_auth
@@ -60,11 +61,14 @@ class Settings:
 
 
 WORKLOAD_KINDS = frozenset({"ServiceAccount", "Pod"})  # no graph fragment of their own, yet they make workloads
-SIDECAR_INPUTS = frozenset({"XBackend", "Service", "XAccessPolicy", "RateLimitPolicy"}) | WORKLOAD_KINDS  # what sidecar views read
 
 
 class Publisher:
-    """Builds every managed Gateway's snapshot from the graph and sets it in the cache."""
+    """Builds every managed Gateway's and workload's snapshot from the graph and sets it in the cache.
+
+    After the first publish, only the proxies the dependency index (graph/dependents.py) says a change can
+    reach are built again, with those never built (or whose last build failed); the rest keep their
+    snapshot and serialized bytes without their view being built."""
 
     def __init__(self, *, graph: AuthorizationGraph, cache: SnapshotCache, certificates: CertificateManager,
                  registry=None):
@@ -74,10 +78,13 @@ class Publisher:
         self.serializer = SerializingCache()
         self.published: dict[str, ResourceKey] = {}
         self.ready = False
-        self.skipped = 0  # gateways a publish left alone because nothing they are built from changed
+        self.skipped = 0  # proxies publishes left alone because nothing they are built from changed
+        self.views_built = 0  # views the last publish built (gateways and sidecars)
+        self.index = DependencyIndex()
         self._reads: dict[str, set[ResourceKey]] = {}  # per proxy: what its last translation read
         self._recent: dict[str, set[ResourceKey]] = {}  # per proxy: what changed in its last rebuild
         self._cache_keys: dict[str, set[str]] = {}
+        self._failed: set[str] = set()  # proxies whose last build failed: built again at every publish
         registry = registry if registry is not None else CollectorRegistry()
         self._build_seconds = Histogram("agentic_translate_seconds", "Time to build and serialize all snapshots",
                                         registry=registry)
@@ -86,70 +93,79 @@ class Publisher:
         self._gateways = Gauge("agentic_gateways", "Managed Gateways with a published config", registry=registry)
 
     def publish(self, changed: set[ResourceKey] | None = None) -> None:
-        """Rebuild the Gateways whose translation read something in `changed` (recomputed graph
-        fragments), now or in their last build; all when None."""
+        """Rebuild the proxies a change in `changed` (recomputed graph fragments, touched ServiceAccounts
+        and Pods) can reach; all when None."""
         started = time.perf_counter()
         self.serializer.begin()
+        self.views_built = 0
+        if changed is None:
+            affected = None
+            self.index.remember_all(self.graph)
+        else:
+            affected = self.index.affected(self.graph, changed)
         wanted: dict[str, ResourceKey] = {}
         for key in managed_gateways(self.graph):
             node_id = xds_auth.node_id_for_gateway(key.namespace, key.name)
             wanted[node_id] = key
-            try:
-                view = gateway_view(self.graph, key)
-                reads = set(view.reads)
-                if changed is not None and self._untouched(node_id, reads, changed):
-                    self.serializer.keep(self._cache_keys[node_id])
-                    self.skipped += 1
-                    continue
-                built, self._cache_keys[node_id] = self.serializer.get_tracked(
-                    resources_for(view, secrets=self._secrets(key)))
-            except Exception:  # a bug in one gateway's translation must not stop the others
-                log.exception("translation of %s failed; it keeps its last config", key)
-                self._failures.inc()
-                continue
-            self._reads[node_id] = reads
-            self._recent[node_id] = reads if changed is None else reads & changed
-            snapshot = Snapshot(built)
-            if self.cache.get(node_id) != snapshot:
-                self.cache.set_snapshot(node_id, snapshot)
-        self._publish_sidecars(changed, wanted)
+            self._publish_one(node_id, key, changed, affected, self._build_gateway)
+        for key in workloads(self.graph):
+            node_id = xds_auth.node_id_for_workload(key.namespace, key.name)
+            wanted[node_id] = key
+            self._publish_one(node_id, key, changed, affected, self._build_sidecar)
         self.serializer.end()
         for node_id in set(self.published) - set(wanted):
             self.cache.remove(node_id)
-            self._reads.pop(node_id, None)
-            self._recent.pop(node_id, None)
-            self._cache_keys.pop(node_id, None)
+            self.index.forget(self.published[node_id])
+            for state in (self._reads, self._recent, self._cache_keys):
+                state.pop(node_id, None)
+            self._failed.discard(node_id)
         self.published = wanted
         self.ready = True
         self._gateways.set(sum(1 for key in wanted.values() if key.kind == "Gateway"))
         self._build_seconds.observe(time.perf_counter() - started)
 
-    def _publish_sidecars(self, changed: set[ResourceKey] | None, wanted: dict[str, ResourceKey]) -> None:
-        """Every workload's sidecar, under ``sidecar~NS~SA`` (served only to a proxy holding that SVID).
-
-        Rebuilt whenever an XBackend, Service or policy fragment changed, not only one its view read: a new
-        Service or XBackend can change what a workload serves or reaches without touching anything its
-        last view read. Unchanged resources keep their serialized bytes."""
-        relevant = changed is None or any(key.kind in SIDECAR_INPUTS for key in changed)
-        for key in workloads(self.graph):
-            node_id = xds_auth.node_id_for_workload(key.namespace, key.name)
-            wanted[node_id] = key
-            if not relevant and self.cache.get(node_id) is not None and node_id in self._cache_keys:
+    def _publish_one(self, node_id: str, key: ResourceKey, changed: set[ResourceKey] | None,
+                     affected: set[ResourceKey] | None, build: Callable) -> None:
+        """Keep the proxy's snapshot when the index says the change cannot reach it; else build it.
+        A bug in one proxy's translation must not stop the others: it keeps its last config."""
+        if affected is not None and self._current(node_id, key) and key not in affected:
+            self.serializer.keep(self._cache_keys[node_id])
+            self.skipped += 1
+            return
+        try:
+            self.views_built += 1
+            reads, built, self._cache_keys[node_id] = build(key)
+        except Exception:
+            log.exception("translation of %s failed; it keeps its last config", key)
+            self._failures.inc()
+            self._failed.add(node_id)
+            if node_id in self._cache_keys and self.cache.get(node_id) is not None:
                 self.serializer.keep(self._cache_keys[node_id])
-                continue
-            try:
-                view = sidecar_view(self.graph, key)
-                built, self._cache_keys[node_id] = self.serializer.get_tracked(
-                    sidecar.resources_for(view, secrets=self._workload_secrets(view.spiffe_id)))
-            except Exception:  # a bug in one sidecar's translation must not stop the others
-                log.exception("translation of the sidecar of %s failed; it keeps its last config", key)
-                self._failures.inc()
-                continue
-            self._reads[node_id] = set(view.reads)
-            self._recent[node_id] = set(view.reads) if changed is None else set(view.reads) & changed
-            snapshot = Snapshot(built)
-            if self.cache.get(node_id) != snapshot:
-                self.cache.set_snapshot(node_id, snapshot)
+            return
+        self._failed.discard(node_id)
+        self.index.record(key, reads)
+        self._reads[node_id] = reads
+        self._recent[node_id] = reads if changed is None else reads & changed
+        snapshot = Snapshot(built)
+        if self.cache.get(node_id) != snapshot:
+            self.cache.set_snapshot(node_id, snapshot)
+
+    def _current(self, node_id: str, key: ResourceKey) -> bool:
+        """Built before, successfully, and still in the cache: a snapshot the index may vouch for."""
+        return (node_id not in self._failed and node_id in self._cache_keys and self.index.known(key)
+                and self.cache.get(node_id) is not None)
+
+    def _build_gateway(self, key: ResourceKey):
+        view = gateway_view(self.graph, key)
+        built, cache_keys = self.serializer.get_tracked(resources_for(view, secrets=self._secrets(key)))
+        return set(view.reads), built, cache_keys
+
+    def _build_sidecar(self, key: ResourceKey):
+        """A workload's sidecar, under ``sidecar~NS~SA`` (served only to a proxy holding that SVID)."""
+        view = sidecar_view(self.graph, key)
+        built, cache_keys = self.serializer.get_tracked(
+            sidecar.resources_for(view, secrets=self._workload_secrets(view.spiffe_id)))
+        return set(view.reads), built, cache_keys
 
     def _workload_secrets(self, spiffe_id: str) -> list[Resource]:
         """A sidecar's SVID (served inbound, presented outbound) and the trust bundle (SDS)."""
@@ -165,11 +181,6 @@ class Publisher:
         """The policies in a proxy's config that `error` (its NACK) most likely comes from."""
         policies = [self.graph.get(k) for k in self._reads.get(node_id, ()) if k.kind == "XAccessPolicy"]
         return isolation.culprits(error, [p for p in policies if p is not None], self._recent.get(node_id, set()))
-
-    def _untouched(self, node_id: str, reads: set[ResourceKey], changed: set[ResourceKey]) -> bool:
-        """Nothing changed that this build or the last one read (the last: what the proxy runs now)."""
-        previous = self._reads.get(node_id)
-        return previous is not None and self.cache.get(node_id) is not None and not (changed & (reads | previous))
 
     def _secrets(self, gateway: ResourceKey) -> list[Resource]:
         """The gateway's server certificate and the trust bundle, for its mTLS listeners (SDS)."""

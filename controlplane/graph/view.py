@@ -29,7 +29,7 @@ from controlplane.graph.rate_limits import ResolvedLimit, limits_on
 from controlplane.graph.request import BASE_EXACT_METHODS, BASE_PREFIX_METHODS
 from controlplane.graph.routing import match_precedence, route_age
 from controlplane.graph.rules import ANY_SOURCE, NO_SOURCE, ResolvedRule
-from controlplane.identity.spiffe import spiffe_id
+from controlplane.identity.spiffe import spiffe_id, workload_of
 
 __all__ = [
     "ANY_SOURCE",
@@ -52,6 +52,7 @@ __all__ = [
     "SidecarView",
     "gateway_view",
     "managed_gateways",
+    "reaching",
     "sidecar_view",
     "workloads",
 ]
@@ -195,6 +196,38 @@ def sidecar_view(graph: AuthorizationGraph, key: ResourceKey) -> SidecarView:
     return _Reader(graph).sidecar(key)
 
 
+def reaching(graph: AuthorizationGraph, backend: ResourceKey) -> set[ResourceKey]:
+    """The workloads whose sidecar's outbound side would hold this XBackend now (a superset where a policy
+    names an ID of another trust domain): the query behind graph/dependents.py's "who reads it now"."""
+    bid = fragments.backend_node(backend)
+    node = graph.node(bid)
+    if node is None or node.get("kind") != "XBackend" or not node.get("service_name"):
+        return set()
+    reader = _Reader(graph)
+    services = [sid for _, sid, data in graph.graph.out_edges(bid, data=True) if data["rel"] == "service"]
+    if not services or not reader._serving(services[0]):
+        return set()
+    allows = [p for p in reader._policies(bid, None) if p.action is Action.ALLOW]
+    principals = {rule.principal for policy in allows for rule in policy.rules}
+    if not allows or ANY_SOURCE in principals:
+        return set(workloads(graph))
+    return {ResourceKey("ServiceAccount", *names) for names in map(workload_of, principals) if names}
+
+
+def programmed_listener(graph: AuthorizationGraph, listener_id: str) -> bool:
+    """Whether a gateway view visits this listener node (and so the routes attached to it)."""
+    attrs = graph.node(listener_id)
+    if attrs is None or attrs.get("missing"):
+        return False
+    gateway = graph.get(attrs["gateway"])
+    conflicts = listener_conflicts(gateway.spec.listeners) if isinstance(gateway, Gateway) else {}
+    return _programmable(attrs, conflicts)
+
+
+def _programmable(attrs: dict, conflicts) -> bool:
+    return attrs["protocol"] in HTTP_PROTOCOLS and attrs["name"] not in conflicts
+
+
 def managed_gateways(graph: AuthorizationGraph) -> list[ResourceKey]:
     """The Gateways of a class this control plane manages."""
     return [gw.key for gw in graph.of_kind("Gateway") if _managed(graph, gw.key)]
@@ -229,7 +262,7 @@ class _Reader:
         listeners = []
         for _, lid, data in self._nx.out_edges(gid, data=True):
             attrs = self._nx.nodes[lid]
-            if data["rel"] == "listener" and attrs["protocol"] in HTTP_PROTOCOLS and attrs["name"] not in conflicts:
+            if data["rel"] == "listener" and _programmable(attrs, conflicts):
                 listeners.append(self._listener(gid, lid, attrs))
         listeners.sort(key=lambda lst: lst.name)
         return GatewayView(key, tuple(listeners), frozenset(self.reads))
@@ -260,6 +293,18 @@ class _Reader:
         return views
 
     def _outbound(self, bid: str, me: str) -> list[OutboundView]:
+        """An XBackend on the outbound side, its reads kept only when it is there: a sidecar whose config
+        leaves it out does not depend on it (`reaching` answers who would hold it after a change)."""
+        outer, self.reads = self.reads, set()
+        try:
+            views = self._outbound_views(bid, me)
+        finally:
+            kept, self.reads = self.reads, outer
+        if views:
+            self.reads |= kept
+        return views
+
+    def _outbound_views(self, bid: str, me: str) -> list[OutboundView]:
         backend = self._backend(bid)
         node = self._nx.nodes[bid]
         services = [sid for _, sid, data in self._nx.out_edges(bid, data=True) if data["rel"] == "service"]
