@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast demo bench bench-quick lint clean protos
+.PHONY: install test test-fast demo bench bench-quick lint clean protos conformance
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## make conformance: the pinned MCP conformance suite (npm) into .conformance/; says why and skips without node/npm.
+conformance: $(STAMP)
+	$(BIN)/python -m tests.support.conformance install
+
 ## make test: the whole suite, end-to-end tests with real Envoy included.
-test: $(STAMP)
+test: $(STAMP) conformance
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ## make test-fast: skip the slow end-to-end tests.
@@ -40,4 +44,4 @@ protos:
 	$(PYTHON) protos/generate.py
 
 clean:
-	rm -rf $(VENV) .venv-protos .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-protos .pytest_cache .hypothesis .conformance

@@ -51,7 +51,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
-__all__ = ["TOOL_NAMES", "McpServerHandle", "build_server", "js_number", "serve_mcp", "tiny_png"]
+__all__ = ["TOOL_NAMES", "McpServerHandle", "build_server", "js_number", "serve_app", "serve_mcp", "tiny_png"]
 
 TOOL_NAMES = ("echo", "get-sum", "get-env", "get-tiny-image")
 DEFAULT_PATH = "/mcp"
@@ -200,10 +200,29 @@ async def serve_mcp(
     legal streamable HTTP and clients must accept either. On exit uvicorn stops accepting, gives open
     streams ``SHUTDOWN_GRACE_SECONDS`` and then the SDK's session manager closes every session.
     """
+    async with serve_app(build_server(tool_log=tool_log), port=port, host=host, path=path,
+                         json_response=json_response, dns_rebinding_protection=dns_rebinding_protection,
+                         startup_timeout=startup_timeout) as handle:
+        yield handle
+
+
+@asynccontextmanager
+async def serve_app(
+    mcp_server,
+    *,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    path: str = DEFAULT_PATH,
+    json_response: bool = False,
+    dns_rebinding_protection: bool = False,
+    startup_timeout: float = 10.0,
+) -> AsyncIterator[McpServerHandle]:
+    """Serve any ``MCPServer`` over streamable HTTP as ``serve_mcp`` serves the test tools (the
+    conformance server shares it)."""
     import uvicorn
     from mcp.server.transport_security import TransportSecuritySettings
 
-    app = build_server(tool_log=tool_log).streamable_http_app(
+    app = mcp_server.streamable_http_app(
         streamable_http_path=path,
         json_response=json_response,
         host=host,

@@ -25,6 +25,7 @@ from tests.support.mcp_client import RawMcpClient
 from tests.support.processes import REPO_ROOT, spawn, terminate, wait_for_port, wait_until
 
 QUICKSTART = REPO_ROOT / "examples" / "quickstart"
+MCP_TEST_SERVER = "tests.support.mcp_server"
 TRUST_DOMAIN = "cluster.local"
 
 
@@ -41,7 +42,8 @@ class LocalMesh:
 
     def __init__(self, workdir: Path, *, config: Path = QUICKSTART, gateway: str = "quickstart/agent-gateway",
                  gateway_port: int = 10443, mcp_port: int = 3001, delta: bool = False,
-                 serve_args: tuple[str, ...] = (), mcp_args: tuple[str, ...] = ()):
+                 serve_args: tuple[str, ...] = (), mcp_args: tuple[str, ...] = (),
+                 mcp_module: str = MCP_TEST_SERVER):
         self.workdir = Path(workdir)
         self.config = self.workdir / "config"
         self.state = self.workdir / "state"
@@ -49,6 +51,7 @@ class LocalMesh:
         self.delta = delta  # the gateway's Envoy uses incremental ADS (`bootstrap --delta`)
         self.serve_args = serve_args  # extra `agentic-cp serve` flags
         self.mcp_args = mcp_args  # extra MCP test server flags (e.g. `--json-response`)
+        self.mcp_module = mcp_module  # the MCP server behind the gateway (`python -m MODULE --port N`)
         self.ports = Ports()
         self._source = config
         self._template_ports = {"gateway": gateway_port, "mcp": mcp_port}
@@ -71,10 +74,10 @@ class LocalMesh:
 
     def start(self) -> None:
         self._copy_config()
-        self.mcp_server = self._spawn("mcp-server.log", [sys.executable, "-m", "tests.support.mcp_server",
-                                                         "--port", str(self.ports.mcp),
-                                                         "--tool-log", str(self.tool_log_path),
-                                                         *self.mcp_args])
+        # Only the test tools server keeps a record of the tools it ran (`tools_run`).
+        record = ["--tool-log", str(self.tool_log_path)] if self.mcp_module == MCP_TEST_SERVER else []
+        self.mcp_server = self._spawn("mcp-server.log", [sys.executable, "-m", self.mcp_module,
+                                                         "--port", str(self.ports.mcp), *record, *self.mcp_args])
         wait_for_port(self.ports.mcp, what="MCP server", proc=self.mcp_server)
         self.start_control_plane()
         bootstrap_dir = self.workdir / "gateway"
