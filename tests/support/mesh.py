@@ -41,13 +41,14 @@ class LocalMesh:
 
     def __init__(self, workdir: Path, *, config: Path = QUICKSTART, gateway: str = "quickstart/agent-gateway",
                  gateway_port: int = 10443, mcp_port: int = 3001, delta: bool = False,
-                 serve_args: tuple[str, ...] = ()):
+                 serve_args: tuple[str, ...] = (), mcp_args: tuple[str, ...] = ()):
         self.workdir = Path(workdir)
         self.config = self.workdir / "config"
         self.state = self.workdir / "state"
         self.gateway = gateway
         self.delta = delta  # the gateway's Envoy uses incremental ADS (`bootstrap --delta`)
         self.serve_args = serve_args  # extra `agentic-cp serve` flags
+        self.mcp_args = mcp_args  # extra `python -m tests.support.mcp_server` flags
         self.ports = Ports()
         self._source = config
         self._template_ports = {"gateway": gateway_port, "mcp": mcp_port}
@@ -72,7 +73,7 @@ class LocalMesh:
         self._copy_config()
         self.mcp_server = self._spawn("mcp-server.log", [sys.executable, "-m", "tests.support.mcp_server",
                                                          "--port", str(self.ports.mcp),
-                                                         "--tool-log", str(self.tool_log_path)])
+                                                         "--tool-log", str(self.tool_log_path), *self.mcp_args])
         wait_for_port(self.ports.mcp, what="MCP server", proc=self.mcp_server)
         self.start_control_plane()
         bootstrap_dir = self.workdir / "gateway"

@@ -31,7 +31,7 @@ FEATURES: tuple[Feature, ...] = (
     Rbac(),  # rbac.<level>: the Allow policies
     LocalRateLimit(),  # local_ratelimit.<level>: RateLimitPolicy buckets, after authorization
     Router(),  # envoy.filters.http.router
-    JsonRpcDenial(),  # local reply: a 403 as a JSON-RPC error
+    JsonRpcDenial(),  # local reply: a 403 as a JSON-RPC error, marked; the upstream's mark removed
     AccessLog(),  # stdout JSON access log
     DownstreamTls(),  # mTLS on HTTPS ports, SDS secrets
 )
