@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -175,6 +177,18 @@ def test_real_envoy_loads_the_mounted_files_and_serves_the_readiness_probe(tmp_p
 class Elector:
     def __init__(self, leading: bool):
         self.is_leader = leading
+
+
+@pytest.fixture(autouse=True)
+def no_unclosed_sessions():
+    """Every aiohttp session and connector a test opened is closed by its end: a collection right after
+    the test turns an unclosed one into a ResourceWarning, and that into a failure naming it."""
+    yield
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    leaks = [str(w.message) for w in seen if issubclass(w.category, ResourceWarning)]
+    assert not leaks, leaks
 
 
 @pytest.fixture
