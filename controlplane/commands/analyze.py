@@ -24,10 +24,17 @@ from dataclasses import asdict, dataclass
 from pydantic import BaseModel
 
 from controlplane.api.base import Problem, ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.gateway import HTTPRoute
 from controlplane.api.registry import MODELS
-from controlplane.api.changes import ChangeSet
-from controlplane.commands.common import CommandFailed, UsageError, controller_option, controllers, existing, nearest
+from controlplane.commands.common import (
+    CommandFailed,
+    UsageError,
+    controller_option,
+    controllers,
+    existing,
+    nearest,
+)
 from controlplane.graph import status
 from controlplane.graph.admission import cel_problem
 from controlplane.graph.model import AuthorizationGraph

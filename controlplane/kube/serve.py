@@ -29,7 +29,7 @@ class ClusterOptions:
     ca_secret: str  # '' keeps the CA in the state dir
     proxy_image: str | None  # provision an Envoy per Gateway with it; None: no provisioning
     xds_service: str  # the xDS address provisioned gateways dial
-    startup: StartupRetry = StartupRetry()  # the CA Secret read at start, while the API server is unreachable
+    startup: StartupRetry = dataclasses.field(default_factory=StartupRetry)  # the CA Secret read at start, while the API server is unreachable
 
     def api(self) -> KubeApi:
         if self.in_cluster:

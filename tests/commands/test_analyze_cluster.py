@@ -61,11 +61,11 @@ def test_the_quickstart_in_a_cluster_warns_as_its_files_do_naming_the_object(clu
     kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
     code, out, err = analyze(capsys, "--kubeconfig", str(kubeconfig))
     assert code == 0, err
-    assert out == ["cluster/cluster/xaccesspolicies/quickstart/quickstart-agents-only: "
-                   "warning AgentWithoutTools XAccessPolicy quickstart/quickstart-agents-only: spec.rules: "
-                   "spiffe://cluster.local/ns/quickstart/sa/intern-agent has no path to any tool: no Gateway "
-                   "listener -> HTTPRoute -> XBackend path allows its tools/call at both levels "
-                   "(fix: grant it a tool at the Gateway and at an XBackend)"]
+    assert out == [("cluster/cluster/xaccesspolicies/quickstart/quickstart-agents-only: "
+                    "warning AgentWithoutTools XAccessPolicy quickstart/quickstart-agents-only: spec.rules: "
+                    "spiffe://cluster.local/ns/quickstart/sa/intern-agent has no path to any tool: no Gateway "
+                    "listener -> HTTPRoute -> XBackend path allows its tools/call at both levels "
+                    "(fix: grant it a tool at the Gateway and at an XBackend)")]
     assert "0 errors, 1 warnings in 12 resources" in err
 
 

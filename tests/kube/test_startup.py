@@ -10,8 +10,8 @@ import pytest
 
 from controlplane.controller import Settings
 from controlplane.identity.ca import CaStateError
-from controlplane.kube.client import ApiError, is_transient
 from controlplane.kube.ca_secret import SECRET
+from controlplane.kube.client import ApiError, is_transient
 from controlplane.kube.kinds import ALL_KINDS, LEASE
 from controlplane.kube.serve import ClusterOptions, cluster_control_plane
 from controlplane.kube.startup import ApiUnreachable, StartupRetry
