@@ -137,9 +137,10 @@ def run_serve(args: argparse.Namespace) -> int:
     from controlplane.logs import configure_logging
 
     configure_logging(args.log_level, args.log_format)
-    if args.kubeconfig and not Path(args.kubeconfig).is_file():
-        raise UsageError(f"--kubeconfig {args.kubeconfig}: no such file; name a kubeconfig file "
-                         "(kubectl config view --raw), or use --in-cluster inside a pod")
+    if args.kubeconfig:
+        check_kubeconfig_flags(args)
+    if args.startup_timeout < 0:
+        raise UsageError("--startup-timeout must be 0 (retry forever) or more seconds")
     _check_bindable("--xds-address", args.xds_address)
     _check_bindable("--admin-address", args.admin_address)
     settings = Settings(state_dir=Path(args.state_dir), trust_domain=_trust_domain(args.state_dir, args.trust_domain),
@@ -179,6 +180,14 @@ def _audit_log(args: argparse.Namespace) -> Path:
     except OSError as err:
         raise CommandFailed(_os_error("--audit-log", str(path), err)) from None
     return path
+def check_kubeconfig_flags(args: argparse.Namespace) -> None:
+    """--kubeconfig/--context that cannot name a cluster: one line and exit 2, before anything starts."""
+    from controlplane.kube.client import KubeconfigError, check_kubeconfig
+
+    try:
+        check_kubeconfig(args.kubeconfig, args.context)
+    except KubeconfigError as err:
+        raise UsageError(str(err)) from None
 
 
 def _check_bindable(flag: str, address: str) -> None:
@@ -226,22 +235,27 @@ def _cluster_options(args: argparse.Namespace):
     import os
 
     from controlplane.kube.serve import ClusterOptions
+    from controlplane.kube.startup import StartupRetry
 
     namespace, service_account = _control_plane_account(args)
     return ClusterOptions(in_cluster=args.in_cluster, kubeconfig=args.kubeconfig, context=args.context,
                           namespace=namespace, service_account=service_account, ca_secret=args.ca_secret,
-                          proxy_image=args.proxy_image,
-                          xds_service=os.environ.get("AGENTIC_CP_XDS_SERVICE") or args.xds_service)
+                          proxy_image=None if args.no_provision else args.proxy_image,
+                          xds_service=os.environ.get("AGENTIC_CP_XDS_SERVICE") or args.xds_service,
+                          startup=StartupRetry(give_up_after=args.startup_timeout or None))
 
 
 async def _kubernetes_control_plane(args: argparse.Namespace, settings):
     from controlplane.identity.ca import CaStateError
     from controlplane.kube.serve import cluster_control_plane
+    from controlplane.kube.startup import ApiUnreachable
 
     try:
         return await cluster_control_plane(_cluster_options(args), settings)
     except CaStateError as err:
         raise UsageError(str(err)) from None
+    except ApiUnreachable as err:
+        raise CommandFailed(str(err)) from None
 
 
 def _in_kubernetes(args: argparse.Namespace, settings, *, ca=None):
@@ -496,8 +510,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ca-secret", default="agentic-cp-ca", metavar="NAME",
                    help="with --in-cluster/--kubeconfig: the Secret in --namespace holding the CA every replica "
                         "shares, created if missing (default agentic-cp-ca; '' keeps the CA in --state-dir)")
-    p.add_argument("--proxy-image", help="provision an Envoy Deployment per Gateway with this image "
-                                         "(default: none, no provisioning)")
+    p.add_argument("--proxy-image", default=PINNED_PROXY_IMAGE, metavar="IMAGE",
+                   help="with --in-cluster/--kubeconfig: the image of the Envoy Deployment provisioned per Gateway "
+                        f"(default {PINNED_PROXY_IMAGE}, the Envoy the tests run and the chart pins)")
+    p.add_argument("--no-provision", action="store_true",
+                   help="provision no gateway proxies (you run them yourself, e.g. with `agentic-cp bootstrap`)")
+    p.add_argument("--startup-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="with --in-cluster/--kubeconfig: how long start-up keeps retrying an API server that "
+                        "is not reachable yet (refused, timeout, 429, 5xx; backoff from 1 s doubling to 30 s, "
+                        "each attempt logged), then exit 1; 0 retries forever. 401/403 and a broken kubeconfig "
+                        "fail at once (default 300)")
     p.add_argument("--xds-service", default="agentic-cp-xds.agentic-system.svc:15010", metavar="HOST:PORT",
                    help="the xDS address provisioned gateways use ($AGENTIC_CP_XDS_SERVICE wins)")
     p.add_argument("--remote-cluster", action="append", default=[], metavar="NAME=KUBECONFIG",
@@ -559,6 +581,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+PINNED_PROXY_IMAGE = "envoyproxy/envoy:v1.40.0"  # helm/agentic-cp/values.yaml proxy.image pins the same
 
 
 def _version() -> str:

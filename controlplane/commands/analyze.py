@@ -1,4 +1,10 @@
-"""`agentic-cp analyze PATH`: every problem of a config, each with a code, its object, its line and a fix.
+"""`agentic-cp analyze PATH | --kubeconfig FILE`: every problem of a config, each with a code, its object,
+its line (a cluster's objects have none: the object is named) and a fix.
+
+From a cluster, every kind the directory source reads is listed once through the official client
+(`sources.kubernetes.snapshot`, the Mirror the watch feeds), then checked exactly as files are. A kind the
+apiserver refuses is an error (`Forbidden`, with the RBAC to grant); one it does not serve is a warning
+(`NotServed`: its CRD is not installed, so there is nothing of it to check).
 
 Why it reads status instead of checking refs itself: the graph already decides, for the status it
 writes to the cluster, whether a backendRef resolves, a ReferenceGrant permits it, a listener conflicts
@@ -18,9 +24,17 @@ from dataclasses import asdict, dataclass
 from pydantic import BaseModel
 
 from controlplane.api.base import Problem, ResourceKey
+from controlplane.api.changes import ChangeSet
 from controlplane.api.gateway import HTTPRoute
 from controlplane.api.registry import MODELS
-from controlplane.commands.common import controller_option, controllers, existing, nearest
+from controlplane.commands.common import (
+    CommandFailed,
+    UsageError,
+    controller_option,
+    controllers,
+    existing,
+    nearest,
+)
 from controlplane.graph import status
 from controlplane.graph.admission import cel_problem
 from controlplane.graph.model import AuthorizationGraph
@@ -54,19 +68,32 @@ def add_parser(sub) -> None:
     p = sub.add_parser("analyze", help="every problem of a config, with a code, the object, its line and a fix "
                                        "(exit 1 on errors, 0 with only warnings)",
                        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders of resources")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders of resources (or --kubeconfig)")
+    p.add_argument("--kubeconfig", metavar="FILE", help="analyze what the cluster this kubeconfig names holds")
+    p.add_argument("--context", help="with --kubeconfig: its context (default: the file's current context)")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
     p.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN, help="the mesh's trust domain")
     controller_option(p)
     p.set_defaults(run=run)
 
 
+class Located(typing.Protocol):
+    """Where objects came from: a DirectorySource (files, lines) or a cluster Snapshot (object names)."""
+
+    origins: dict[ResourceKey, tuple[str, int]]
+
+    def line_of(self, origin: str, doc_index: int) -> int | None: ...
+
+
 def run(args: argparse.Namespace) -> int:
-    source = DirectorySource(*existing(args.paths))
-    change = source.load()
+    if bool(args.paths) == bool(args.kubeconfig):
+        raise UsageError("give PATH... or --kubeconfig FILE (one of them)")
+    if args.context and not args.kubeconfig:
+        raise UsageError("--context needs --kubeconfig")
+    source, change, refused = _from_cluster(args) if args.kubeconfig else _from_files(args.paths)
     graph = AuthorizationGraph(trust_domain=args.trust_domain, controller_names=controllers(args))
     graph.apply(change)
-    findings = analyze(source, graph, [p for ps in change.problems.values() for p in ps])
+    findings = refused + analyze(source, graph, [p for ps in change.problems.values() for p in ps])
     if args.output == "json":
         print(json.dumps([asdict(f) for f in findings], indent=2))
     else:
@@ -78,7 +105,48 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(f.severity == ERROR for f in findings) else 0
 
 
-def analyze(source: DirectorySource, graph: AuthorizationGraph, problems: list[Problem]) -> list[Finding]:
+def _from_files(paths: list[str]) -> tuple[Located, ChangeSet, list[Finding]]:
+    source = DirectorySource(*existing(paths))
+    return source, source.load(), []
+
+
+def _from_cluster(args: argparse.Namespace) -> tuple[Located, ChangeSet, list[Finding]]:
+    import asyncio
+
+    from controlplane.kube.client import TRANSIENT_ERRORS, ApiError, KubeApi, KubeconfigError
+    from controlplane.sources.kubernetes import snapshot
+
+    try:
+        api = KubeApi.from_kubeconfig(path=args.kubeconfig, context=args.context)
+    except KubeconfigError as err:
+        raise UsageError(str(err)) from None
+
+    async def read():
+        try:
+            return await snapshot(api)
+        finally:
+            await api.close()
+
+    try:
+        taken = asyncio.run(read())
+    except (ApiError, *TRANSIENT_ERRORS) as err:
+        raise CommandFailed(f"cannot read the cluster of --kubeconfig {args.kubeconfig}: "
+                            f"{' '.join(str(err).split()) or type(err).__name__}; is its API server reachable?") from None
+    return taken, taken.change, [_refused(failure) for failure in taken.failures]
+
+
+def _refused(failure) -> Finding:
+    """A kind the apiserver would not list: an error (its objects go unchecked), or a CRD not installed."""
+    kind, origin = failure.kind, f"cluster/{failure.kind.resource}"
+    if failure.error.status == 404:
+        return Finding(WARNING, "NotServed", f"{kind.kind} -", origin, None, "-",
+                       f"{kind.resource} {kind.version} is not served", f"install the CRD of {kind.resource}")
+    return Finding(ERROR, "Forbidden", f"{kind.kind} -", origin, None, "-",
+                   f"cannot list {kind.resource}: {failure.error.status} {failure.error.message}",
+                   f"grant list on {kind.resource} to the kubeconfig's user")
+
+
+def analyze(source: Located, graph: AuthorizationGraph, problems: list[Problem]) -> list[Finding]:
     findings = [invalid(source, p) for p in problems]
     findings += invalid_cel(source, graph)
     findings += status_findings(source, graph)
@@ -87,7 +155,7 @@ def analyze(source: DirectorySource, graph: AuthorizationGraph, problems: list[P
     return sorted(set(findings), key=lambda f: (f.origin, f.line or 0, f.code, f.object, f.field))
 
 
-def invalid(source: DirectorySource, problem: Problem) -> Finding:
+def invalid(source: Located, problem: Problem) -> Finding:
     """A document the API server would refuse (validate's problem), with the nearest field for a typo."""
     who = f"{problem.kind or '-'} {problem.namespace}/{problem.name}" if problem.namespace else \
         f"{problem.kind or '-'} {problem.name or '-'}"
@@ -101,7 +169,7 @@ def invalid(source: DirectorySource, problem: Problem) -> Finding:
                    source.line_of(problem.origin, problem.doc_index), problem.field, problem.message, fix)
 
 
-def invalid_cel(source: DirectorySource, graph: AuthorizationGraph) -> list[Finding]:
+def invalid_cel(source: Located, graph: AuthorizationGraph) -> list[Finding]:
     found = []
     for policy in graph.of_kind("XAccessPolicy"):
         problem = cel_problem(policy)
@@ -111,7 +179,7 @@ def invalid_cel(source: DirectorySource, graph: AuthorizationGraph) -> list[Find
     return found
 
 
-def status_findings(source: DirectorySource, graph: AuthorizationGraph) -> list[Finding]:
+def status_findings(source: Located, graph: AuthorizationGraph) -> list[Finding]:
     """Every False Accepted/ResolvedRefs and every True Conflicted in the statuses the graph computes."""
     found = []
     for (kind, namespace, name), state in status.all_statuses(graph).items():
@@ -154,7 +222,7 @@ def _fix_for(graph: AuthorizationGraph, key: ResourceKey, message: str) -> str:
     return f"did you mean {kind} {hint}?" if hint else f"create {kind} {ref}"
 
 
-def dangling_parents(source: DirectorySource, graph: AuthorizationGraph) -> list[Finding]:
+def dangling_parents(source: Located, graph: AuthorizationGraph) -> list[Finding]:
     """parentRefs to a Gateway that does not exist: no Gateway, so no status entry says it."""
     found = []
     gateways = [gw.key.ref for gw in graph.of_kind("Gateway")]
@@ -172,7 +240,7 @@ def dangling_parents(source: DirectorySource, graph: AuthorizationGraph) -> list
     return found
 
 
-def unreachable(source: DirectorySource, graph: AuthorizationGraph) -> list[Finding]:
+def unreachable(source: Located, graph: AuthorizationGraph) -> list[Finding]:
     """Warnings, since such a config is valid: rules that can never match, agents that reach no tool."""
     found = [_about(source, n.policy, WARNING, "NeverMatches", f"spec.rules[{n.rule_index}].authorization",
                     f"this rule can never match: {n.why}", "remove the rule or the condition that excludes it")
@@ -184,7 +252,7 @@ def unreachable(source: DirectorySource, graph: AuthorizationGraph) -> list[Find
     return found
 
 
-def _about(source: DirectorySource, key: ResourceKey, severity: str, code: str, field: str, message: str,
+def _about(source: Located, key: ResourceKey, severity: str, code: str, field: str, message: str,
            fix: str) -> Finding:
     origin, index = source.origins.get(key, ("-", 0))
     return Finding(severity, code, f"{key.kind} {key.ref}", origin, source.line_of(origin, index), field,

@@ -26,7 +26,7 @@ from controlplane.identity.ca import (
     CertificateAuthority,
     TrustDomainMismatch,
 )
-from controlplane.kube.client import ApiError, KubeApi
+from controlplane.kube.client import ApiError, KubeApi, is_transient
 from controlplane.kube.kinds import Kind
 
 __all__ = ["DEFAULT_CA_SECRET", "SECRET", "ca_secret", "load_or_create_from_secret"]
@@ -70,7 +70,8 @@ async def load_or_create_from_secret(
 
     Raises TrustDomainMismatch if the Secret holds a CA for another trust domain, CaStateError if it is
     incomplete or unreadable, if it is missing and ``create_if_missing`` is false, or if the apiserver
-    refuses (e.g. RBAC). Nothing is retried but a lost creation race.
+    refuses (e.g. RBAC). Nothing is retried here but a lost creation race; what can pass (connection
+    errors, 429, 5xx) is raised as it is, for the caller's start-up retry (kube/startup.py).
     """
     where = f"Secret {namespace}/{name}"
     for _ in range(_ATTEMPTS):
@@ -87,6 +88,8 @@ async def load_or_create_from_secret(
             if error.status == 409:  # another replica created it first: use theirs
                 log.info("%s was created by another replica; loading it", where)
                 continue
+            if is_transient(error):  # the caller's start-up retry waits for it
+                raise
             raise CaStateError(f"cannot create {where}: {error}") from error
         log.info("created a new root CA for trust domain %s in %s", trust_domain, where)
         return ca
@@ -99,6 +102,8 @@ async def _get(api: KubeApi, namespace: str, name: str, where: str) -> dict[str,
     except ApiError as error:
         if error.status == 404:
             return None
+        if is_transient(error):
+            raise
         raise CaStateError(f"cannot read {where}: {error}") from error
 
 

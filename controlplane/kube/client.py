@@ -42,6 +42,14 @@ IN_CLUSTER_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 TRANSIENT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, ValueError)
 
 
+def is_transient(error: BaseException) -> bool:
+    """Whether waiting can cure it: a refused or dropped connection, a timeout, 429 or a 5xx answer.
+    401/403, 404 and 409 are answers that stay the same until someone changes something."""
+    if isinstance(error, ApiError):
+        return error.status == 429 or error.status >= 500
+    return isinstance(error, aiohttp.ClientError | asyncio.TimeoutError | ConnectionError)
+
+
 class ApiError(Exception):
     """A non-2xx answer, or an ERROR watch event, carrying the apiserver's `Status` fields."""
 
@@ -73,6 +81,47 @@ class ApiError(Exception):
                 return cls.from_status(status=status, body=error.body)
         reason, _, message = str(error.reason or "").partition(": ")
         return cls(status=status, reason=reason, message=message)
+
+
+class KubeconfigError(ValueError):
+    """A kubeconfig that cannot name a cluster: missing, not YAML, no such context, no current-context."""
+
+
+def check_kubeconfig(path: str | None, context: str | None) -> None:
+    """Fail now, in one line with the command that shows what there is, on a kubeconfig the official
+    loader would refuse later with a traceback (or, for bad YAML, with a parser error of its own)."""
+    shown = path or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    hint = f"see `kubectl config get-contexts --kubeconfig {shown}`"
+    if os.pathsep in shown:  # a $KUBECONFIG list: the official loader merges it
+        return
+    try:
+        with open(os.path.expanduser(shown), encoding="utf-8") as handle:
+            document = yaml.safe_load(handle)
+    except OSError as error:
+        raise KubeconfigError(f"kubeconfig {shown}: {error.strerror or error}; name a kubeconfig file "
+                              "(kubectl config view --raw), or use --in-cluster inside a pod") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise KubeconfigError(f"kubeconfig {shown} is not valid YAML{where}; {hint}") from None
+    if not isinstance(document, dict):
+        raise KubeconfigError(f"kubeconfig {shown} is not a kubeconfig (no mapping of clusters, users, "
+                              f"contexts); {hint}")
+    contexts = {c.get("name"): c.get("context") or {} for c in document.get("contexts") or [] if isinstance(c, dict)}
+    name = context or document.get("current-context")
+    if not name:
+        raise KubeconfigError(f"kubeconfig {shown} sets no current-context; pass --context NAME ({hint})")
+    if name not in contexts:
+        known = ", ".join(sorted(str(c) for c in contexts)) or "none"
+        raise KubeconfigError(f"kubeconfig {shown} has no context {name!r} (known: {known}); {hint}")
+    clusters = {c.get("name") for c in document.get("clusters") or [] if isinstance(c, dict)}
+    if contexts[name].get("cluster") not in clusters:
+        raise KubeconfigError(f"kubeconfig {shown}: context {name!r} names cluster "
+                              f"{contexts[name].get('cluster')!r}, which the file does not define; {hint}")
+    try:
+        k8s_config.list_kube_config_contexts(config_file=path)
+    except k8s_config.ConfigException as error:
+        raise KubeconfigError(f"kubeconfig {shown}: {error}; {hint}") from None
 
 
 class TokenFile:
@@ -147,11 +196,9 @@ class KubeApi:
     ) -> KubeApi:
         """From a kubeconfig file and context (default: `$KUBECONFIG`, then `~/.kube/config`).
 
-        A missing file or context fails now (ConfigException), as a bad flag should; the credentials are
+        A missing file or context fails now (KubeconfigError), as a bad flag should; the credentials are
         loaded on first use, because the official loader is a coroutine (exec plugins, refreshes)."""
-        contexts, _ = k8s_config.list_kube_config_contexts(config_file=path)
-        if context is not None and context not in {c["name"] for c in contexts}:
-            raise k8s_config.ConfigException(f"kubeconfig has no context {context!r}")
+        check_kubeconfig(path, context)
 
         async def configure(configuration: k8s.Configuration) -> None:
             await k8s_config.load_kube_config(config_file=path, context=context,

@@ -15,6 +15,7 @@ from controlplane.kube.client import KubeApi
 from controlplane.kube.cluster_sync import ClusterSync
 from controlplane.kube.leader import LeaderElector
 from controlplane.kube.provisioner import GatewayProvisioner
+from controlplane.kube.startup import StartupRetry, retrying
 from controlplane.sources.kubernetes import KubernetesSource
 
 
@@ -26,8 +27,9 @@ class ClusterOptions:
     namespace: str  # the control plane's own: its Lease, its CA Secret, its SPIFFE ID
     service_account: str
     ca_secret: str  # '' keeps the CA in the state dir
-    proxy_image: str | None  # provision an Envoy per Gateway when given
+    proxy_image: str | None  # provision an Envoy per Gateway with it; None: no provisioning
     xds_service: str  # the xDS address provisioned gateways dial
+    startup: StartupRetry = dataclasses.field(default_factory=StartupRetry)  # the CA Secret read at start, while the API server is unreachable
 
     def api(self) -> KubeApi:
         if self.in_cluster:
@@ -41,8 +43,11 @@ async def cluster_control_plane(options: ClusterOptions, settings: Settings) -> 
     if options.ca_secret:
         api = options.api()
         try:
-            ca = await load_or_create_from_secret(api, namespace=options.namespace, name=options.ca_secret,
-                                                  trust_domain=settings.trust_domain)
+            ca = await retrying(f"reading the CA Secret {options.namespace}/{options.ca_secret}",
+                                lambda: load_or_create_from_secret(api, namespace=options.namespace,
+                                                                   name=options.ca_secret,
+                                                                   trust_domain=settings.trust_domain),
+                                retry=options.startup)
         finally:
             await api.close()
     return control_plane_for_cluster(options, settings, ca=ca)

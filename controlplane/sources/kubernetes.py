@@ -25,15 +25,17 @@ from typing import Any
 from controlplane.api.base import Problem, Resource, ResourceKey
 from controlplane.api.changes import ChangeSet
 from controlplane.api.registry import InvalidResource, parse_object
-from controlplane.kube.client import KubeApi
+from controlplane.kube.client import ApiError, KubeApi
 from controlplane.kube.kinds import ALL_KINDS, Kind
 from controlplane.kube.watch import (
+    SETTLING_STATUSES,
     Backoff,
     Event,
     Failure,
     Listing,
     WatchItem,
     failure_message,
+    list_all,
     resource_version,
     watch_kind,
 )
@@ -272,3 +274,38 @@ def _default_factory(
     if in_cluster:
         return KubeApi.from_in_cluster
     return lambda: KubeApi.from_kubeconfig(path=kubeconfig, context=context)
+
+
+@dataclass
+class Snapshot:
+    """One listing of every kind, as `agentic-cp analyze --kubeconfig` reads a cluster: no watch."""
+
+    change: ChangeSet
+    origins: dict[ResourceKey, tuple[str, int]]  # as DirectorySource.origins: where each object came from
+    failures: list[Failure]  # kinds the apiserver refused to list (403) or does not serve (404)
+
+    def line_of(self, origin: str, doc_index: int) -> int | None:
+        """Objects from a cluster have no line numbers; problems name the object instead."""
+        return None
+
+
+async def snapshot(api: KubeApi, *, kinds: tuple[Kind, ...] = ALL_KINDS, parse: ParseFunction = parse_object,
+                   name: str = "cluster", page_size: int = 500) -> Snapshot:
+    """List every kind once through the same Mirror the watch feeds, so a cluster is parsed and reported as
+    `serve` would. A refused kind becomes a Failure (the rest are still read); a connection error or a
+    5xx is raised, since a partial picture of the cluster would report objects as missing."""
+    mirror, batch, failures = Mirror(name=name, parse=parse), Batch(), []
+    origins: dict[ResourceKey, tuple[str, int]] = {}
+    for kind in kinds:
+        try:
+            objects, _ = await list_all(api=api, kind=kind, page_size=page_size)
+        except ApiError as error:
+            if error.status not in SETTLING_STATUSES:
+                raise
+            failures.append(Failure(kind=kind, verb="list", error=error))
+            continue
+        mirror.apply(Listing(kind=kind, objects=objects), batch)
+        for obj in objects:
+            namespace, object_name = _ident(obj)
+            origins[ResourceKey(kind.kind, namespace, object_name)] = (mirror.object_origin(kind, (namespace, object_name)), 0)
+    return Snapshot(change=mirror.changeset(batch, synced=True), origins=origins, failures=failures)

@@ -32,7 +32,8 @@ def route_configuration(port: PortContext, features: Sequence) -> dict:
             for domain in attachment.hostnames or ("*",):
                 by_domain[domain].append((listener, attachment.rule))
     vhosts = [_virtual_host(port.proxy, domain, entries, features) for domain, entries in sorted(by_domain.items())]
-    return {"name": route_config_name(port.port), "virtualHosts": vhosts, "ignorePortInHostMatching": True}
+    config = {"name": route_config_name(port.port), "virtualHosts": vhosts, "ignorePortInHostMatching": True}
+    return config | _merged(feature.route_configuration_patch(port.proxy) for feature in features)
 
 
 def _virtual_host(proxy: ProxyContext, domain: str, entries: list, features: Sequence) -> dict:

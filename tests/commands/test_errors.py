@@ -32,8 +32,30 @@ def serve(tmp_path, *args) -> list[str]:
 def test_a_missing_kubeconfig_is_a_usage_error(tmp_path, capsys):
     assert main(serve(tmp_path, "--kubeconfig", str(tmp_path / "nonexistent"))) == 2
     line = one_line(capsys)
-    assert line.startswith(f"agentic-cp: --kubeconfig {tmp_path / 'nonexistent'}: no such file;")
+    assert line.startswith(f"agentic-cp: kubeconfig {tmp_path / 'nonexistent'}: No such file")
     assert "--in-cluster" in line  # what to do instead
+
+
+BROKEN_KUBECONFIGS = {
+    "bad YAML": ("clusters: [\n  - {name: a\n", (), "is not valid YAML at line"),
+    "unknown context": ("current-context: a\ncontexts: [{name: a, context: {cluster: a}}]\nclusters: [{name: a}]\n",
+                        ("--context", "prod"), "has no context 'prod' (known: a)"),
+    "no current-context": ("contexts: [{name: a, context: {cluster: a}}]\nclusters: [{name: a}]\n", (),
+                           "sets no current-context; pass --context NAME"),
+}
+
+
+@pytest.mark.parametrize("command", ["serve", "analyze"])
+@pytest.mark.parametrize("case", sorted(BROKEN_KUBECONFIGS))
+def test_a_broken_kubeconfig_is_one_line_with_the_kubectl_hint_exit_2(tmp_path, capsys, command, case):
+    text, extra, says = BROKEN_KUBECONFIGS[case]
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    argv = serve(tmp_path, "--kubeconfig", str(path), *extra) if command == "serve" else \
+        ["analyze", "--kubeconfig", str(path), *extra]
+    assert main(argv) == 2
+    line = one_line(capsys)
+    assert says in line and f"kubectl config get-contexts --kubeconfig {path}" in line, line
 
 
 @pytest.mark.parametrize("flag", ["--xds-address", "--admin-address"])

@@ -54,7 +54,8 @@ def test_provisioning_is_on_by_default_and_can_be_turned_off(default_objects):
     assert _arg(default_objects, "--proxy-image")
     assert find(default_objects, "ClusterRole", f"{RELEASE}-provisioner")
     off = render({"provisioning": {"enabled": False}})
-    assert "--proxy-image" not in _pod(off)["containers"][0]["args"]
+    off_args = _pod(off)["containers"][0]["args"]
+    assert "--proxy-image" not in off_args and "--no-provision" in off_args  # serve provisions by default
     names = {o["metadata"]["name"] for o in off if o["kind"] in ("ClusterRole", "Role", "RoleBinding")}
     assert not {n for n in names if n.endswith(("-provisioner", "-proxy-credentials"))}
 

@@ -74,3 +74,25 @@ def test_the_control_plane_logs_the_gateways_acks_once_each(mesh):
     assert any(re.search(r"ACK lds version \S+ in \d+ ms", line) for line in acks), acks
     assert any(re.search(r"ACK rds version \S+ in \d+ ms", line) for line in acks), acks
     assert len(acks) == len(set(acks)), acks  # one line per (proxy, type, version)
+
+
+async def test_an_upstreams_decision_header_never_reaches_the_client_but_envoys_own_mark_does(tmp_path):
+    """An MCP server that answers every call with `x-agentic-decision: denied` cannot make an allowed call
+    look like Envoy's denial: the gateway removes it from upstream responses; a real denial keeps its mark."""
+    forged = ("--response-header", "x-agentic-decision: denied")
+    with LocalMesh(tmp_path, mcp_args=forged) as mesh:
+        async with mesh.client("math-agent") as client:
+            await client.initialize()
+            allowed = await client.call_tool("get-sum", ARGS)
+            denied = await client.call_tool("echo", {"message": "hi"})
+        assert allowed.error is None and "x-agentic-decision" not in allowed.headers, allowed.headers
+        assert denied.error == DENIED and denied.headers.get("x-agentic-decision") == "denied", denied.headers
+        allowed_line, denied_line = sorted(await tool_calls_logged(mesh, 2), key=lambda e: e["tool"] != "get-sum")
+        assert allowed_line["decision"] is None, allowed_line
+        assert denied_line["decision"] == "denied", denied_line
+        assert allowed_line["backend_rule"], allowed_line  # the shadow rules still name the deciding rule
+        after = mesh.envoy.stats(r"rbac\.")
+        port = mesh.ports.gateway
+        assert after.get(f"http.gateway_{port}.rbac.backend.shadow_allowed", 0) >= 1, after
+        assert after.get(f"http.gateway_{port}.rbac.gateway.shadow_allowed", 0) >= 1, after
+        assert f"http.gateway_{port}.rbac.shadow_allowed" not in after, after

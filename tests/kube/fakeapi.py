@@ -132,12 +132,12 @@ class FakeApiServer:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    async def start(self, *, ssl_context: ssl.SSLContext | None = None) -> str:
+    async def start(self, *, ssl_context: ssl.SSLContext | None = None, port: int = 0) -> str:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
+        site = web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=ssl_context)
         await site.start()
         host, port = site._server.sockets[0].getsockname()[:2]
         self.url = f"{'https' if ssl_context else 'http'}://{host}:{port}"

@@ -12,11 +12,10 @@ import ast
 from pathlib import Path
 
 import pytest
-from kubernetes_asyncio.config import ConfigException
 
 from controlplane.api.base import ResourceKey
 from controlplane.kube.ca_secret import SECRET, load_or_create_from_secret
-from controlplane.kube.client import KubeApi
+from controlplane.kube.client import KubeApi, KubeconfigError, check_kubeconfig
 from controlplane.kube.kinds import ALL_KINDS, LEASE, SERVICE, XACCESSPOLICY
 from controlplane.kube.leader import LeaderElector
 from controlplane.kube.status_writer import StatusWriter
@@ -102,8 +101,24 @@ async def test_a_kubeconfig_is_read_by_the_official_loader(server, tmp_path):
 
 
 def test_a_missing_kubeconfig_or_context_fails_at_once(server, tmp_path):
-    with pytest.raises(ConfigException):
+    with pytest.raises(KubeconfigError, match="No such file"):
         KubeApi.from_kubeconfig(path=str(tmp_path / "nonexistent"))
     kubeconfig = server.write_kubeconfig(tmp_path / "config", context="team")
-    with pytest.raises(ConfigException, match="no context 'other'"):
+    with pytest.raises(KubeconfigError, match=r"no context 'other' \(known: team\); see `kubectl config get-contexts"):
         KubeApi.from_kubeconfig(path=str(kubeconfig), context="other")
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("clusters: [\n  - name: a\n", "not valid YAML at line"),
+    ("- just\n- a list\n", "is not a kubeconfig"),
+    ("", "is not a kubeconfig"),
+    ("apiVersion: v1\nkind: Config\ncontexts: [{name: a, context: {cluster: c, user: u}}]\n", "sets no current-context"),
+    ("current-context: a\ncontexts: [{name: a, context: {cluster: c, user: u}}]\nclusters: []\n", "names cluster 'c'"),
+    ("current-context: b\ncontexts: [{name: a, context: {cluster: c}}]\n", "no context 'b' (known: a)"),
+])
+def test_a_broken_kubeconfig_is_one_line_naming_what_to_run(tmp_path, text, says):
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    with pytest.raises(KubeconfigError) as raised:
+        check_kubeconfig(str(path), None)
+    assert says in str(raised.value) and "\n" not in str(raised.value)

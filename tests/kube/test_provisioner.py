@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import time
 from pathlib import Path
 
@@ -175,6 +176,18 @@ def test_real_envoy_loads_the_mounted_files_and_serves_the_readiness_probe(tmp_p
 class Elector:
     def __init__(self, leading: bool):
         self.is_leader = leading
+
+
+# An aiohttp session or connector left unclosed is a failure naming it, whether it is dropped during the
+# test (its __del__ warns at once) or only collected later (a cycle): `collect_at_teardown` makes that now.
+pytestmark = [pytest.mark.filterwarnings("error::ResourceWarning"),
+              pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")]
+
+
+@pytest.fixture(autouse=True)
+def collect_at_teardown():
+    yield
+    gc.collect()
 
 
 @pytest.fixture

@@ -75,3 +75,15 @@ async def test_serve_from_a_cluster_publishes_config_and_writes_statuses(tmp_pat
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await api.stop()
+
+
+def test_serve_provisions_by_default_with_the_image_the_chart_pins(tmp_path):
+    from controlplane.cli import PINNED_PROXY_IMAGE, _cluster_options
+
+    values = yaml.safe_load((Path(__file__).resolve().parents[2] / "helm/agentic-cp/values.yaml").read_text())
+    assert PINNED_PROXY_IMAGE == f"{values['proxy']['image']['repository']}:{values['proxy']['image']['tag']}"
+    base = ["serve", "--kubeconfig", "k", "--state-dir", str(tmp_path)]
+    assert _cluster_options(_parser().parse_args(base)).proxy_image == PINNED_PROXY_IMAGE
+    assert _cluster_options(_parser().parse_args([*base, "--proxy-image", "mirror/envoy:x"])).proxy_image == \
+        "mirror/envoy:x"
+    assert _cluster_options(_parser().parse_args([*base, "--no-provision"])).proxy_image is None

@@ -193,6 +193,7 @@ async def serve_mcp(
     dns_rebinding_protection: bool = False,
     startup_timeout: float = 10.0,
     tool_log: str | os.PathLike[str] | None = None,
+    response_headers: tuple[tuple[str, str], ...] = (),
 ) -> AsyncIterator[McpServerHandle]:
     """Serve the test tools at ``http://host:port/path`` on the running loop until the block exits.
 
@@ -228,6 +229,8 @@ async def serve_app(
         host=host,
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=dns_rebinding_protection),
     )
+    if response_headers:
+        app = _with_response_headers(app, response_headers)
     loop = asyncio.get_running_loop()
     sock = _bind(host, port)
     config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on", access_log=False,
@@ -258,6 +261,27 @@ async def serve_app(
             await _stop_sse_watcher()
 
 
+def _with_response_headers(app, headers: tuple[tuple[str, str], ...]):
+    """The ASGI app, adding `headers` to every response: a server that says things it should not (tests
+    that the gateway strips a forged `x-agentic-decision`)."""
+    encoded = [(name.lower().encode(), value.encode()) for name, value in headers]
+
+    async def wrapped(scope, receive, send):
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *encoded]}
+            await send(message)
+        await app(scope, receive, send_with_headers if scope["type"] == "http" else send)
+    return wrapped
+
+
+def _header(value: str) -> tuple[str, str]:
+    name, sep, text = value.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME:VALUE, not {value!r}")
+    return name.strip(), text.strip()
+
+
 async def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.support.mcp_server",
                                      description="Serve the test MCP tools over streamable HTTP.")
@@ -266,9 +290,11 @@ async def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default=DEFAULT_PATH)
     parser.add_argument("--json-response", action="store_true", help="answer POSTs with JSON, not SSE")
     parser.add_argument("--tool-log", help="append one JSON line per executed tool call to this file")
+    parser.add_argument("--response-header", type=_header, action="append", default=[], metavar="NAME:VALUE",
+                        help="add this header to every response (repeatable)")
     args = parser.parse_args(argv)
-    async with serve_mcp(port=args.port, host=args.host, path=args.path,
-                         json_response=args.json_response, tool_log=args.tool_log) as server:
+    async with serve_mcp(port=args.port, host=args.host, path=args.path, json_response=args.json_response,
+                         tool_log=args.tool_log, response_headers=tuple(args.response_header)) as server:
         print(f"MCP test server listening on {server.url}", flush=True)
         await server.wait()
     return 0

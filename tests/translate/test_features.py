@@ -6,6 +6,8 @@ is given; the last tests go through the real Gateway role.
 
 from __future__ import annotations
 
+import dataclasses
+
 import yaml
 
 from controlplane.api.agentic import Action
@@ -26,8 +28,8 @@ from controlplane.graph.view import (
     RouteRuleView,
     gateway_view,
 )
-from controlplane.translate import listener
-from controlplane.translate.context import PortContext, ProxyContext
+from controlplane.translate import listener, route_config
+from controlplane.translate.context import SIDECAR_OUTBOUND, PortContext, ProxyContext
 from controlplane.translate.features import FEATURES
 from controlplane.translate.features.access_log import AccessLog
 from controlplane.translate.features.base import Feature
@@ -155,6 +157,14 @@ def test_the_filter_chain_is_the_features_in_list_order():
     ]
 
 
+def test_the_upstreams_decision_mark_is_removed_only_where_this_proxy_decides():
+    proxy, port = _proxy()
+    assert JsonRpcDenial().route_configuration_patch(proxy) == {"responseHeadersToRemove": ["x-agentic-decision"]}
+    assert route_config.route_configuration(port, FEATURES)["responseHeadersToRemove"] == ["x-agentic-decision"]
+    outbound = dataclasses.replace(proxy, role=SIDECAR_OUTBOUND)
+    assert JsonRpcDenial().route_configuration_patch(outbound) == {}
+
+
 def test_a_feature_that_does_not_apply_changes_nothing_in_the_role(monkeypatch):
     view = gateway_view(quickstart_graph(), QUICKSTART_GW)
 
@@ -175,6 +185,8 @@ def test_one_stat_scheme_per_role_and_each_level_counts_apart():
     assert prefixes == {"envoy.filters.http.rbac.gateway_extauth": "gateway_extauth.",
                         "envoy.filters.http.rbac.backend_extauth": "backend_extauth.",
                         "envoy.filters.http.rbac.gateway": "gateway.", "envoy.filters.http.rbac.backend": "backend."}
+    shadow = {f["name"]: f["typedConfig"].get("shadowRulesStatPrefix") for f in hcm["httpFilters"] if "rbac" in f["name"]}
+    assert shadow == prefixes  # shadow_allowed|shadow_denied count per level too
 
 
 def test_every_local_denial_is_marked_and_the_access_log_records_the_mark():

@@ -33,7 +33,7 @@ FEATURES: tuple[Feature, ...] = (
     LocalRateLimit(),  # local_ratelimit.<level>: RateLimitPolicy buckets, after authorization
     ToolsList(),  # ext_proc.tools_list: tools/list responses filtered per caller by the control plane
     Router(),  # envoy.filters.http.router
-    JsonRpcDenial(),  # local reply: a 403 as a JSON-RPC error
+    JsonRpcDenial(),  # local reply: a 403 as a JSON-RPC error, marked; the upstream's mark removed
     AccessLog(),  # stdout JSON access log
     DownstreamTls(),  # mTLS on HTTPS ports, SDS secrets
 )

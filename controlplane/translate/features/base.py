@@ -32,6 +32,10 @@ class Feature:
         """Fields of the HTTP connection manager (e.g. `accessLog`, `localReplyConfig`)."""
         return {}
 
+    def route_configuration_patch(self, proxy: ProxyContext) -> dict:
+        """Fields of the proxy's RouteConfigurations (e.g. `responseHeadersToRemove`)."""
+        return {}
+
     def virtual_host_config(self, proxy: ProxyContext, listener: ListenerView) -> dict:
         """`typed_per_filter_config` entries of a virtual host (the listener it serves)."""
         return {}

@@ -11,11 +11,19 @@ since answering a notification with a JSON-RPC reply would break the protocol.
 Since a denied or limited call then leaves as HTTP 200, every local 403 and 429 (rewritten or not) is marked
 with the response header `x-agentic-decision: denied` (or `limited`), which the access log records as its
 `decision` field (features/access_log.py): dashboards count denials from that field, not from the status code.
+
+The mark means "Envoy decided", so it must not be forgeable: the RouteConfiguration's
+`responseHeadersToRemove` removes it from every upstream response (an MCP server that sends
+`x-agentic-decision: denied` does not make its own answer count as a denial). A local reply keeps it:
+Envoy applies the route's header changes to a local reply before the local reply mapper adds the mark
+(an HTTP filter removing it would run after the mapper and strip Envoy's own mark too; seen in
+tests/integration/test_metrics_e2e.py). Only where this proxy decides (a gateway, a tool's inbound
+side): an agent's outbound sidecar passes on the mark its tool's sidecar set.
 """
 
 from __future__ import annotations
 
-from controlplane.translate.context import PortContext
+from controlplane.translate.context import PortContext, ProxyContext
 from controlplane.translate.features.base import Feature
 from controlplane.translate.features.local_rate_limit import RETRY_WITHIN_HEADER
 from controlplane.translate.features.mcp import MCP_FILTER
@@ -29,6 +37,10 @@ LIMITED_MESSAGE = f"Rate limit exceeded: retry within {RETRY_WITHIN} seconds."
 
 class JsonRpcDenial(Feature):
     name = "jsonrpc_denial"
+
+    def route_configuration_patch(self, proxy: ProxyContext) -> dict:
+        """The upstream's mark removed, where this proxy decides."""
+        return {"responseHeadersToRemove": [DECISION_HEADER]} if proxy.enforces_policy else {}
 
     def hcm_patch(self, port: PortContext) -> dict:
         return {"localReplyConfig": {"mappers": [jsonrpc_denial(), jsonrpc_rate_limited(),

@@ -74,9 +74,11 @@ class Rbac(Feature):
 
 
 def level_filter_config(level: str) -> dict:
-    """The level's allow-all placeholder; its stats are `http.<role>_<port>.rbac.<level>.allowed|denied`,
-    so both levels (and their `_extauth` marks) count apart, under the same names on every proxy."""
-    return {"@type": RBAC_TYPE, "rulesStatPrefix": f"{level}."}
+    """The level's allow-all placeholder; its stats are `http.<role>_<port>.rbac.<level>.allowed|denied`
+    and `.shadow_allowed|shadow_denied`, so both levels (and their `_extauth` marks) count apart, under the
+    same names on every proxy. Envoy takes stat names from this filter-level config only; the per-route
+    `shadowRulesStatPrefix` (`<level>_`) names the dynamic-metadata key the access log reads instead."""
+    return {"@type": RBAC_TYPE, "rulesStatPrefix": f"{level}.", "shadowRulesStatPrefix": f"{level}."}
 
 
 def level_config(policies: tuple[PolicyAttachment, ...], level: str) -> dict:

@@ -114,8 +114,11 @@ def _inbound_routes(proxy: ProxyContext, served: list[InboundView]) -> dict:
         vhost: dict = {"name": f"inbound/{entry.service.ref}", "domains": list(entry.hostnames), "routes": [route]}
         _add_configs(vhost, (f.virtual_host_config(proxy, side) for f in FEATURES))
         vhosts.append(vhost)
-    return {"name": route_config.route_config_name(INBOUND_PORT), "virtualHosts": vhosts,
-            "ignorePortInHostMatching": True}
+    config = {"name": route_config.route_config_name(INBOUND_PORT), "virtualHosts": vhosts,
+              "ignorePortInHostMatching": True}
+    for feature in FEATURES:
+        config.update(feature.route_configuration_patch(proxy))
+    return config
 
 
 def _local_cluster(app_port: int) -> dict:
