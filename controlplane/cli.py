@@ -14,6 +14,7 @@ from controlplane.commands import analyze as analyze_command
 from controlplane.commands import explain as explain_command
 from controlplane.commands import identity_request as identity_request_command
 from controlplane.commands import proxies as proxies_command
+from controlplane.commands import guardrail as guardrail_command
 from controlplane.commands import translate as translate_command
 from controlplane.commands.common import CommandFailed, UsageError
 from controlplane.commands.common import controller_option as _controller_option
@@ -435,6 +436,7 @@ def _parser() -> argparse.ArgumentParser:
     explain_command.add_parser(sub)
     translate_command.add_parser(sub)
     proxies_command.add_parsers(sub)
+    guardrail_command.add_parser(sub)
 
     p = sub.add_parser("graph", help="print the authorization graph")
     p.add_argument("--config", action="append", required=True, metavar="PATH",

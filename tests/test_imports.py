@@ -38,11 +38,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "controlplane.translate": ("logs", "api", "graph.view", "identity", "xds.resources", "xds.keepalive"),
     "controlplane.kube": ("logs", "addresses", "api", "identity", "graph", "translate", "xds.resources", "kube"),
     "controlplane.admin": ("logs", "xds"),
+    "controlplane.guardrail": ("logs",),  # a program of its own, beside the proxy: shares nothing upstream
 }
 COMPOSITION_ROOTS = ("controlplane.controller", "controlplane.cli", "controlplane.kube.serve", "controlplane.isolation", "controlplane.__main__",
                      "controlplane.commands", "controlplane.commands.common", "controlplane.commands.analyze",
                      "controlplane.commands.proxies", "controlplane.commands.explain",
                      "controlplane.commands.translate", "controlplane.commands.identity_request",
+                     "controlplane.commands.guardrail",
                      "controlplane")  # the package's own __init__
 TEST_ONLY = ("tests", "mcp", "mcp_types", "rich", "httpx", "httpx2", "envoy", "pytest", "hypothesis",
              "uvicorn", "starlette")
