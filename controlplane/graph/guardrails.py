@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controlplane.addresses import split_host_port
 from controlplane.api.base import ResourceKey
 from controlplane.api.governance import FailureMode, GuardrailPolicy, timeout_ms
 from controlplane.graph.admission import Condition, seniority
@@ -60,7 +59,8 @@ def guardrail_on(graph, target_id: str, listener: str | None) -> ResolvedGuardra
 def resolve_guardrail(policy: GuardrailPolicy, reader: Reader) -> ResolvedGuardrail:
     spec, service = policy.spec, policy.spec.service
     if service.address is not None:
-        host, port = split_host_port(service.address)
+        host, _, port_text = service.address.rpartition(":")  # HOST:PORT, checked by the model's pattern
+        host, port = host.strip("[]"), int(port_text)
         cluster, authority, address, endpoints = f"guardrail/address/{host}/{port}", host, (host, port), ()
     else:
         ref = service.backend_ref

@@ -47,6 +47,8 @@ def decoded(body: bytes, content_encoding: str = "") -> bytes:
             raise Unreadable(f"corrupt {encoding or 'gzip'} body: {error}") from None
         if len(plain) > MAX_BODY_BYTES or inflater.unconsumed_tail:
             raise Unreadable(f"body is over {MAX_BODY_BYTES} bytes once decompressed")
+        if not inflater.eof:
+            raise Unreadable(f"corrupt {encoding or 'gzip'} body: truncated")
         return plain
     if encoding not in ("", "identity"):
         raise Unreadable(f"content-encoding {encoding[:40]!r} is not readable")
