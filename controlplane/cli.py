@@ -15,6 +15,7 @@ from controlplane.commands import audit as audit_command
 from controlplane.commands import explain as explain_command
 from controlplane.commands import identity_request as identity_request_command
 from controlplane.commands import proxies as proxies_command
+from controlplane.commands import guardrail as guardrail_command
 from controlplane.commands import translate as translate_command
 from controlplane.commands import inject as inject_command
 from controlplane.commands.common import CommandFailed, UsageError
@@ -468,6 +469,7 @@ def _parser() -> argparse.ArgumentParser:
     translate_command.add_parser(sub)
     proxies_command.add_parsers(sub)
     audit_command.add_parser(sub)
+    guardrail_command.add_parser(sub)
 
     p = sub.add_parser("graph", help="print the authorization graph")
     p.add_argument("--config", action="append", required=True, metavar="PATH",

@@ -43,6 +43,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # the audit sink: Envoy's access log service, authorized as ADS is (identity.xds_auth, xds.peer)
     "controlplane.audit": ("logs", "identity", "xds.peer"),
     "controlplane.toolfilter": ("logs", "api", "graph", "identity", "xds.peer"),  # the tools/list ext_proc service
+    "controlplane.guardrail": ("logs",),  # a program of its own, beside the proxy: shares nothing upstream
 }
 COMPOSITION_ROOTS = ("controlplane.controller", "controlplane.cli", "controlplane.kube.serve", "controlplane.isolation", "controlplane.__main__",
                      "controlplane.commands", "controlplane.commands.common", "controlplane.commands.analyze",
@@ -50,6 +51,7 @@ COMPOSITION_ROOTS = ("controlplane.controller", "controlplane.cli", "controlplan
                      "controlplane.commands.translate", "controlplane.commands.identity_request",
                      "controlplane.commands.inject",
                      "controlplane.commands.audit",
+                     "controlplane.commands.guardrail",
                      "controlplane")  # the package's own __init__
 TEST_ONLY = ("tests", "mcp", "mcp_types", "rich", "httpx", "httpx2", "envoy", "pytest", "hypothesis",
              "uvicorn", "starlette")

@@ -19,6 +19,7 @@ MODELS: dict[tuple[str, str, str], type[Resource]] = {
     (agentic.GROUP, "v0alpha0", "XAccessPolicy"): agentic.XAccessPolicyV0,
     (agentic.GROUP, "v0alpha0", "XBackend"): agentic.XBackend,
     (governance.GOVERNANCE_GROUP, "v1alpha1", "RateLimitPolicy"): governance.RateLimitPolicy,
+    (governance.GOVERNANCE_GROUP, "v1alpha1", "GuardrailPolicy"): governance.GuardrailPolicy,
     (gateway.GATEWAY_GROUP, "v1", "GatewayClass"): gateway.GatewayClass,
     (gateway.GATEWAY_GROUP, "v1beta1", "GatewayClass"): gateway.GatewayClass,
     (gateway.GATEWAY_GROUP, "v1", "Gateway"): gateway.Gateway,

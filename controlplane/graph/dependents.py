@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from controlplane.api.base import ResourceKey
 from controlplane.graph import fragments
 from controlplane.graph.model import AuthorizationGraph
+from controlplane.graph.guardrails import guardrail_node
 from controlplane.graph.rate_limits import rate_limit_node
 from controlplane.graph.view import programmed_listener, reaching
 
@@ -82,6 +83,8 @@ def anchors(graph: AuthorizationGraph, key: ResourceKey) -> set[ResourceKey]:
             return _targets(graph, fragments.policy_node(key), "attached")
         case "RateLimitPolicy":
             return _targets(graph, rate_limit_node(key), "rate_limited")
+        case "GuardrailPolicy":
+            return _targets(graph, guardrail_node(key), "guarded")
         case "XBackend":
             return _targets(graph, fragments.backend_node(key), "service")
         case "Service":

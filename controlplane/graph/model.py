@@ -21,8 +21,8 @@ from controlplane.api.base import Resource, ResourceKey
 from controlplane.api.changes import ChangeSet
 from controlplane.api.core import EndpointSlice, Service
 from controlplane.api.gateway import OUR_CONTROLLER, Gateway, HTTPRoute, ReferenceGrant
-from controlplane.api.governance import RateLimitPolicy
-from controlplane.graph import fragments, rate_limits
+from controlplane.api.governance import GuardrailPolicy, RateLimitPolicy
+from controlplane.graph import fragments, guardrails, rate_limits
 from controlplane.graph.admission import Condition, admit
 from controlplane.graph.rules import DEFAULT_TRUST_DOMAIN
 
@@ -33,9 +33,11 @@ FRAGMENT_BUILDERS = {
     Service: fragments.service_fragment,
     XAccessPolicy: fragments.policy_fragment,
     RateLimitPolicy: rate_limits.rate_limit_fragment,
+    GuardrailPolicy: guardrails.guardrail_fragment,
 }
 # Fragments that read the outcome of others are computed after them.
-_PHASE = {"Gateway": 0, "XBackend": 0, "Service": 0, "HTTPRoute": 0, "XAccessPolicy": 1, "RateLimitPolicy": 1}
+_PHASE = {"Gateway": 0, "XBackend": 0, "Service": 0, "HTTPRoute": 0, "XAccessPolicy": 1, "RateLimitPolicy": 1,
+          "GuardrailPolicy": 1}
 
 
 def index_names(obj: Resource) -> set[tuple]:
@@ -47,6 +49,9 @@ def index_names(obj: Resource) -> set[tuple]:
     if isinstance(obj, XAccessPolicy):
         keys = {fragments.target_key(obj, ref) for ref in obj.spec.target_refs}
         return {("policies-for", key) for key in keys if key is not None}
+    if isinstance(obj, GuardrailPolicy):
+        keys = {fragments.target_key(obj, ref) for ref in obj.spec.target_refs}
+        return {guardrails.guardrail_index(key) for key in keys if key is not None}
     return set()
 
 

@@ -30,6 +30,7 @@ from controlplane.api.gateway import OUR_CONTROLLER, Gateway, HTTPRoute, Listene
 from controlplane.graph import fragments
 from controlplane.graph.listeners import listener_conflicts
 from controlplane.graph.model import AuthorizationGraph
+from controlplane.graph.guardrails import guardrail_node
 from controlplane.graph.rate_limits import rate_limit_node
 from controlplane.graph.routing import hostnames_intersect
 
@@ -100,21 +101,23 @@ def _previous_of(obj: Any, previous: Mapping[str, Any] | None) -> Mapping[str, A
 # --- policies --------------------------------------------------------------------------------------------
 
 
+_POLICY_NODES = {"RateLimitPolicy": (rate_limit_node, "rate_limit_policy"),
+                 "GuardrailPolicy": (guardrail_node, "guardrail_policy")}  # the others: XAccessPolicy's
 WITHHELD = "Invalid"  # GEP-713's reason for a policy that is syntactically fine but cannot be programmed
 
 
 def policy_status(graph: AuthorizationGraph, policy_key: ResourceKey, *, controller_name: str = OUR_CONTROLLER,
                   generation: int | None = None, previous: Mapping[str, Any] | None = None,
                   now: datetime | None = None) -> dict[str, Any] | None:
-    """`{"ancestors": [...]}` for an XAccessPolicy or a RateLimitPolicy: one entry per targetRef, `Accepted`.
+    """`{"ancestors": [...]}` for an XAccessPolicy, a RateLimitPolicy or a GuardrailPolicy: one entry per targetRef, `Accepted`.
 
     Reasons come from the graph's admission: `Accepted`, `LimitPerTargetExceeded`, `InvalidCEL`,
-    `TargetNotFound`, `UnsupportedTargetKind`. None when the policy is not in the graph.
+    `TargetNotFound`, `UnsupportedTargetKind`, `Conflicted` (a guardrail). None when the policy is not in the graph.
     """
     policy = graph.get(policy_key)
-    rate_limit = policy_key.kind == "RateLimitPolicy"
-    node = graph.node(rate_limit_node(policy_key) if rate_limit else fragments.policy_node(policy_key))
-    if policy is None or node is None or node.get("type") != ("rate_limit_policy" if rate_limit else "policy"):
+    node_id, node_type = _POLICY_NODES.get(policy_key.kind, (fragments.policy_node, "policy"))
+    node = graph.node(node_id(policy_key))
+    if policy is None or node is None or node.get("type") != node_type:
         return None
     generation = _generation_of(policy, generation)
     previous = _previous_of(policy, previous)
@@ -470,7 +473,8 @@ def all_statuses(graph: AuthorizationGraph, *, controller_name: str = OUR_CONTRO
                                   now=now)
         if status is not None:
             out[("HTTPRoute", route.namespace, route.name)] = status
-    for policy in graph.of_kind("XAccessPolicy") + graph.of_kind("RateLimitPolicy"):
+    for policy in (graph.of_kind("XAccessPolicy") + graph.of_kind("RateLimitPolicy")
+                   + graph.of_kind("GuardrailPolicy")):
         status = policy_status(graph, policy.key, controller_name=controller_name, previous=prev(policy.key),
                                now=now)
         if status is not None:

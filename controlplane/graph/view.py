@@ -25,6 +25,7 @@ from controlplane.graph import fragments
 from controlplane.graph.admission import seniority
 from controlplane.graph.listeners import listener_conflicts
 from controlplane.graph.model import AuthorizationGraph
+from controlplane.graph.guardrails import ResolvedGuardrail, guardrail_on
 from controlplane.graph.rate_limits import ResolvedLimit, limits_on
 from controlplane.graph.request import BASE_EXACT_METHODS, BASE_PREFIX_METHODS
 from controlplane.graph.routing import match_precedence, route_age
@@ -45,6 +46,7 @@ __all__ = [
     "ListenerView",
     "OutboundView",
     "PolicyAttachment",
+    "ResolvedGuardrail",
     "ResolvedLimit",
     "ResolvedRule",
     "RouteAttachment",
@@ -97,6 +99,7 @@ class BackendView:
     service_endpoints: tuple[tuple[int, tuple[tuple[str, int], ...]], ...] = ()  # a Service's, per port
     policies: tuple[PolicyAttachment, ...] = ()
     rate_limits: tuple[ResolvedLimit, ...] = ()  # of the RateLimitPolicies attached to it
+    guardrail: ResolvedGuardrail | None = None  # of the GuardrailPolicy in force on it
 
     def endpoints_on(self, port: int | None) -> tuple[tuple[str, int], ...]:
         """A Service backend's ready endpoints for one of its ports."""
@@ -142,6 +145,7 @@ class ListenerView:
     routes: tuple[RouteAttachment, ...]
     policies: tuple[PolicyAttachment, ...]  # the Gateway's policies that apply on this listener
     rate_limits: tuple[ResolvedLimit, ...] = ()  # the Gateway's rate limits that apply on this listener
+    guardrail: ResolvedGuardrail | None = None  # the Gateway's guardrail, if one applies on this listener
 
 
 @dataclass(frozen=True)
@@ -346,7 +350,8 @@ class _Reader:
         routes = tuple(RouteAttachment(self._rule(rid), tuple(data["hostnames"]))
                        for _, rid, data in self._nx.out_edges(lid, data=True) if data["rel"] == "route")
         return ListenerView(attrs["name"], attrs["port"], HTTP_PROTOCOLS[attrs["protocol"]], routes,
-                            self._policies(gid, attrs["name"]), self._rate_limits(gid, attrs["name"]))
+                            self._policies(gid, attrs["name"]), self._rate_limits(gid, attrs["name"]),
+                            self._guardrail(gid, attrs["name"]))
 
     def _rule(self, rid: str) -> RouteRuleView:
         node = self._nx.nodes[rid]
@@ -364,10 +369,11 @@ class _Reader:
             if node["kind"] == "XBackend":
                 view = BackendView(node["key"], True, hostname=node["hostname"], port=node["port"],
                                    endpoints=tuple(node["endpoints"]), policies=self._policies(bid, None),
-                                   rate_limits=self._rate_limits(bid, None))
+                                   rate_limits=self._rate_limits(bid, None), guardrail=self._guardrail(bid, None))
             else:
                 view = BackendView(node["key"], False, service_endpoints=tuple(node["endpoints"]),
-                                   policies=self._policies(bid, None), rate_limits=self._rate_limits(bid, None))
+                                   policies=self._policies(bid, None), rate_limits=self._rate_limits(bid, None),
+                                   guardrail=self._guardrail(bid, None))
             self._backends[bid] = view
         return self._backends[bid]
 
@@ -394,6 +400,12 @@ class _Reader:
         self.reads.update(self._nx.nodes[nid]["key"] for nid, _, data in self._nx.in_edges(target, data=True)
                           if data["rel"] == "rate_limited")
         return tuple(limits_on(self._nx, target, listener))
+
+    def _guardrail(self, target: str, listener: str | None) -> ResolvedGuardrail | None:
+        """The guardrail in force on a target (each guarding policy read, for republishing)."""
+        self.reads.update(self._nx.nodes[nid]["key"] for nid, _, data in self._nx.in_edges(target, data=True)
+                          if data["rel"] == "guarded")
+        return guardrail_on(self._nx, target, listener)
 
 
 def _attachment(view, node: dict) -> PolicyAttachment:

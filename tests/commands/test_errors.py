@@ -117,7 +117,7 @@ def test_every_flag_has_help_and_shows_its_default():
     assert len(parsers) >= 9
     silent = [f"{p.prog} {a.dest}" for p in parsers for a in p._actions if not a.help]
     assert not silent, f"flags without help: {silent}"
-    serve_help = next(p for p in parsers if p.prog.endswith(" serve")).format_help()
+    serve_help = next(p for p in parsers if p.prog == "agentic-cp serve").format_help()
     assert "(default: 127.0.0.1:15010)" in " ".join(serve_help.split())
 
 

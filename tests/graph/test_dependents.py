@@ -212,6 +212,17 @@ def test_a_rate_limit_policy_targeting_a_backend(mesh):
     _check(mesh, [limit], rebuilt=["sidecar~tools~weather-server"], untouched=["gateway~quickstart~agent-gateway"])
 
 
+def test_a_guardrail_policy_targeting_a_backend_and_its_deletion(mesh):
+    guardrail = {"apiVersion": "governance.agentic-cp.dev/v1alpha1", "kind": "GuardrailPolicy",
+                 "metadata": {"name": "weather-guard", "namespace": "tools"},
+                 "spec": {"targetRefs": [{"group": "agentic.networking.x-k8s.io", "kind": "XBackend",
+                                          "name": "weather-mcp"}],
+                          "service": {"address": "127.0.0.1:9"}}}
+    _check(mesh, [guardrail], rebuilt=["sidecar~tools~weather-server"], untouched=["gateway~quickstart~agent-gateway"])
+    _check(mesh, deletes=[ResourceKey("GuardrailPolicy", "tools", "weather-guard")],
+           rebuilt=["sidecar~tools~weather-server"])
+
+
 def test_a_policy_that_revokes_an_agents_reach_rebuilds_the_agent(mesh):
     key = next(k for k in mesh.objects if k.kind == "XAccessPolicy" and k.namespace == "tools")
     policy = _doc(mesh, key.kind, key.namespace, key.name)

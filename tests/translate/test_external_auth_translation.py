@@ -135,6 +135,7 @@ def test_listener_filters_run_external_auth_before_allow_and_only_when_delegated
         "envoy.filters.http.ext_authz.gateway", "envoy.filters.http.ext_authz.backend",
         "envoy.filters.http.rbac.gateway", "envoy.filters.http.rbac.backend",
         "envoy.filters.http.local_ratelimit.gateway", "envoy.filters.http.local_ratelimit.backend",
+        "envoy.filters.http.ext_proc.guardrail_gateway", "envoy.filters.http.ext_proc.guardrail_backend",
         "envoy.filters.http.ext_proc.tools_list", "envoy.filters.http.router"]
     ext_authz = {f["name"]: f["typedConfig"] for f in hcm["httpFilters"] if "ext_authz" in f["name"]}
     for level, config in (("gateway", ext_authz["envoy.filters.http.ext_authz.gateway"]),

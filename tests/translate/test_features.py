@@ -153,6 +153,7 @@ def test_the_filter_chain_is_the_features_in_list_order():
         "envoy.filters.http.ext_authz.gateway", "envoy.filters.http.ext_authz.backend",
         "envoy.filters.http.rbac.gateway", "envoy.filters.http.rbac.backend",
         "envoy.filters.http.local_ratelimit.gateway", "envoy.filters.http.local_ratelimit.backend",
+        "envoy.filters.http.ext_proc.guardrail_gateway", "envoy.filters.http.ext_proc.guardrail_backend",
         "envoy.filters.http.ext_proc.tools_list", "envoy.filters.http.router",
     ]
 
@@ -193,8 +194,9 @@ def test_every_local_denial_is_marked_and_the_access_log_records_the_mark():
     _, port = _proxy()
     mappers = JsonRpcDenial().hcm_patch(port)["localReplyConfig"]["mappers"]
     # with an id: a JSON-RPC error (HTTP 200); without: the plain 403 or 429
-    assert [m.get("statusCode") for m in mappers] == [200, 200, None, None]
-    assert [m["headersToAdd"][0]["header"]["value"] for m in mappers] == ["denied", "limited", "denied", "limited"]
+    assert [m.get("statusCode") for m in mappers] == [200, 200, 200, None, None, None]
+    assert [m["headersToAdd"][0]["header"]["value"] for m in mappers] == [
+        "denied", "limited", "blocked", "denied", "limited", "blocked"]
     assert {m["headersToAdd"][0]["header"]["key"] for m in mappers} == {"x-agentic-decision"}
     log_format = AccessLog().hcm_patch(port)["accessLog"][0]["typedConfig"]["logFormat"]["jsonFormat"]
     assert log_format["decision"] == "%RESP(x-agentic-decision)%"

@@ -18,6 +18,7 @@ from __future__ import annotations
 from controlplane.translate.features.access_log import AccessLog
 from controlplane.translate.features.base import Feature
 from controlplane.translate.features.ext_authz import ExtAuthz
+from controlplane.translate.features.guardrail import Guardrail
 from controlplane.translate.features.jsonrpc_denial import JsonRpcDenial
 from controlplane.translate.features.local_rate_limit import LocalRateLimit
 from controlplane.translate.features.mcp import Mcp
@@ -31,6 +32,7 @@ FEATURES: tuple[Feature, ...] = (
     ExtAuthz(),  # rbac.<level>_extauth marks, ext_authz.<level> delegates
     Rbac(),  # rbac.<level>: the Allow policies
     LocalRateLimit(),  # local_ratelimit.<level>: RateLimitPolicy buckets, after authorization
+    Guardrail(),  # ext_proc.guardrail_<level>: GuardrailPolicy bodies to a guardrail service, fail closed
     ToolsList(),  # ext_proc.tools_list: tools/list responses filtered per caller by the control plane
     Router(),  # envoy.filters.http.router
     JsonRpcDenial(),  # local reply: a 403 as a JSON-RPC error, marked; the upstream's mark removed

@@ -8,8 +8,10 @@ and `data.retryWithinSeconds` carry the seconds within which its buckets refill 
 Only requests that carry an id are rewritten: a denied GET, DELETE or notification keeps its plain status,
 since answering a notification with a JSON-RPC reply would break the protocol.
 
-Since a denied or limited call then leaves as HTTP 200, every local 403 and 429 (rewritten or not) is marked
-with the response header `x-agentic-decision: denied` (or `limited`), which the access log records as its
+A call refused because its guardrail failed (features/guardrail.py, fail closed) answers a local 500; it
+becomes a JSON-RPC error too (`data.reason: guardrail-unavailable`).
+Since a denied, limited or blocked call then leaves as HTTP 200, every local 403, 429 and 500 (rewritten or
+not) is marked with the response header `x-agentic-decision: denied` (or `limited`, `blocked`), which the access log records as its
 `decision` field (features/access_log.py): dashboards count denials from that field, not from the status code.
 
 The mark means "Envoy decided", so it must not be forgeable: the RouteConfiguration's
@@ -30,7 +32,8 @@ from controlplane.translate.features.mcp import MCP_FILTER
 
 DENIED_MESSAGE = "Access to this tool is forbidden."
 DECISION_HEADER = "x-agentic-decision"
-DENIED, LIMITED = "denied", "limited"
+DENIED, LIMITED, BLOCKED = "denied", "limited", "blocked"
+GUARDRAIL_FAILED_MESSAGE = "The guardrail could not inspect this call, so it was refused (fail closed)."
 RETRY_WITHIN = f"%RESP({RETRY_WITHIN_HEADER})%"
 LIMITED_MESSAGE = f"Rate limit exceeded: retry within {RETRY_WITHIN} seconds."
 
@@ -43,9 +46,10 @@ class JsonRpcDenial(Feature):
         return {"responseHeadersToRemove": [DECISION_HEADER]} if proxy.enforces_policy else {}
 
     def hcm_patch(self, port: PortContext) -> dict:
-        return {"localReplyConfig": {"mappers": [jsonrpc_denial(), jsonrpc_rate_limited(),
+        return {"localReplyConfig": {"mappers": [jsonrpc_denial(), jsonrpc_rate_limited(), jsonrpc_guardrail_failed(),
                                                  marked(403, "agentic.denied_status", DENIED),
-                                                 marked(429, "agentic.limited_status", LIMITED)]}}
+                                                 marked(429, "agentic.limited_status", LIMITED),
+                                                 marked(500, "agentic.guardrail_failed_status", BLOCKED)]}}
 
 
 def jsonrpc_denial() -> dict:
@@ -55,6 +59,13 @@ def jsonrpc_denial() -> dict:
 def jsonrpc_rate_limited() -> dict:
     return _jsonrpc_error(429, "agentic.limited_status", LIMITED,
                           {"code": 429, "message": LIMITED_MESSAGE, "data": {"retryWithinSeconds": RETRY_WITHIN}})
+
+
+def jsonrpc_guardrail_failed() -> dict:
+    """A guardrail that failed (unreachable, too slow, broken) refuses with a local 500 (fail closed); the
+    only filter of the chain that answers 500 locally is the guardrail's ext_proc (features/guardrail.py)."""
+    return _jsonrpc_error(500, "agentic.guardrail_failed_status", BLOCKED,
+                          {"code": -32603, "message": GUARDRAIL_FAILED_MESSAGE, "data": {"reason": "guardrail-unavailable"}})
 
 
 def marked(status: int, runtime_key: str, decision: str) -> dict:
