@@ -193,12 +193,16 @@ async def serve_mcp(
     dns_rebinding_protection: bool = False,
     startup_timeout: float = 10.0,
     tool_log: str | os.PathLike[str] | None = None,
+    tls: tuple[str, str] | None = None,
+    seen_header: tuple[str, list[str | None]] | None = None,
 ) -> AsyncIterator[McpServerHandle]:
     """Serve the test tools at ``http://host:port/path`` on the running loop until the block exits.
 
     ``json_response`` chooses the SDK's plain-JSON answers instead of one SSE event per POST; both are
     legal streamable HTTP and clients must accept either. On exit uvicorn stops accepting, gives open
     streams ``SHUTDOWN_GRACE_SECONDS`` and then the SDK's session manager closes every session.
+    ``tls`` (cert file, key file) serves HTTPS, as an external provider does; ``seen_header`` (name, list)
+    appends that request header's value (None when absent) of every request to the list.
     """
     import uvicorn
     from mcp.server.transport_security import TransportSecuritySettings
@@ -209,10 +213,13 @@ async def serve_mcp(
         host=host,
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=dns_rebinding_protection),
     )
+    if seen_header is not None:
+        app = _recording(app, *seen_header)
     loop = asyncio.get_running_loop()
     sock = _bind(host, port)
+    ssl_files = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
     config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on", access_log=False,
-                            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, ws="none")
+                            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, ws="none", **ssl_files)
     server = uvicorn.Server(config)
     _active[loop] = _active.get(loop, 0) + 1
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"mcp-server:{sock.getsockname()[1]}")
@@ -237,6 +244,19 @@ async def serve_mcp(
         _active[loop] -= 1
         if not _active[loop]:
             await _stop_sse_watcher()
+
+
+def _recording(app, name: str, seen: list):
+    """An ASGI wrapper that records one request header of every HTTP request (what a provider received)."""
+    wanted = name.lower().encode()
+
+    async def recorded(scope, receive, send):
+        if scope["type"] == "http":
+            values = [v.decode() for k, v in scope["headers"] if k == wanted]
+            seen.append(values[0] if values else None)
+        await app(scope, receive, send)
+
+    return recorded
 
 
 async def _main(argv: list[str] | None = None) -> int:
