@@ -330,10 +330,11 @@ def run_bootstrap(args: argparse.Namespace) -> int:
     host, port = _host_port(args.xds_address)
     ttl = _hours(args.ttl_hours)
     ca = _ca(args.state_dir, args.trust_domain)
-    if args.gateway:
-        ns, name = _ns_name("Gateway", args.gateway).namespace, _ns_name("Gateway", args.gateway).name
-        identity_id = xds_auth.proxy_identity_for_gateway(ca.trust_domain, ns, name)
-        node_id = xds_auth.node_id_for_gateway(ns, name)
+    if args.gateway or args.egress:
+        key = _ns_name("Gateway", args.gateway or args.egress)
+        identity_id = xds_auth.proxy_identity_for_gateway(ca.trust_domain, key.namespace, key.name)
+        node_id = (xds_auth.node_id_for_gateway if args.gateway else xds_auth.node_id_for_egress)(key.namespace,
+                                                                                                 key.name)
     else:
         key = _ns_name("ServiceAccount", args.workload)
         identity_id = spiffe_id(ca.trust_domain, key.namespace, key.name)
@@ -557,6 +558,7 @@ def _parser() -> argparse.ArgumentParser:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--gateway", metavar="NS/NAME", help="the Gateway this Envoy serves")
     who.add_argument("--workload", metavar="NS/SERVICEACCOUNT", help="the workload this Envoy serves")
+    who.add_argument("--egress", metavar="NS/NAME", help="the egress Gateway this Envoy serves (node egress~NS~NAME)")
     p.add_argument("--out", required=True, help="the folder to write the bootstrap and credentials to")
     p.add_argument("--admin-port", type=int, default=15000, help="Envoy's admin port (loopback)")
     p.add_argument("--ttl-hours", type=float, default=24.0,

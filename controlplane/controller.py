@@ -24,13 +24,13 @@ from controlplane.api.changes import ChangeSet
 from controlplane.api.gateway import OUR_CONTROLLER
 from controlplane.graph.dependents import DependencyIndex
 from controlplane.graph.model import AuthorizationGraph
-from controlplane.graph.view import gateway_view, managed_gateways, sidecar_view, workloads
+from controlplane.graph.view import egress_gateways, egress_view, gateway_view, managed_gateways, sidecar_view, workloads
 from controlplane.identity import sds, xds_auth
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager
 from controlplane.logs import clip
 from controlplane.sources.base import Source
-from controlplane.translate.roles import sidecar
+from controlplane.translate.roles import egress, sidecar
 from controlplane.translate.roles.gateway import resources_for
 from controlplane.xds import resources as types
 from controlplane.xds.cache import Snapshot, SnapshotCache
@@ -58,9 +58,11 @@ class Settings:
     xds_limits: StreamLimits = DEFAULT_LIMITS  # what one xDS client may open and subscribe to
     audit_log: Path | None = None  # the proxies' audit records (JSON lines); None: STATE_DIR/audit.jsonl
     audit_log_max_bytes: int = 64 * 1024 * 1024  # rotated past this
+    egress_ca_file: str = egress.DEBIAN_CA_BUNDLE  # the system bundle egress proxies validate providers with
 
 
 WORKLOAD_KINDS = frozenset({"ServiceAccount", "Pod"})  # no graph fragment of their own, yet they make workloads
+EGRESS_INPUTS = frozenset({"ConfigMap", "Secret"})  # no graph fragment either; an egress reads its CAs and credentials
 
 
 class Publisher:
@@ -71,8 +73,9 @@ class Publisher:
     snapshot and serialized bytes without their view being built."""
 
     def __init__(self, *, graph: AuthorizationGraph, cache: SnapshotCache, certificates: CertificateManager,
-                 registry=None):
+                 registry=None, egress_ca_file: str = egress.DEBIAN_CA_BUNDLE):
         self.graph = graph
+        self.egress_ca_file = egress_ca_file
         self.cache = cache
         self.certificates = certificates
         self.serializer = SerializingCache()
@@ -112,6 +115,7 @@ class Publisher:
             node_id = xds_auth.node_id_for_workload(key.namespace, key.name)
             wanted[node_id] = key
             self._publish_one(node_id, key, changed, affected, self._build_sidecar)
+        self._publish_egress(wanted)
         self.serializer.end()
         for node_id in set(self.published) - set(wanted):
             self.cache.remove(node_id)
@@ -166,6 +170,30 @@ class Publisher:
         built, cache_keys = self.serializer.get_tracked(
             sidecar.resources_for(view, secrets=self._workload_secrets(view.spiffe_id)))
         return set(view.reads), built, cache_keys
+
+    def _publish_egress(self, wanted: dict[str, ResourceKey]) -> None:
+        """Every egress Gateway's proxy, under ``egress~NS~NAME``, with its injected credentials over SDS.
+
+        Rebuilt at every publish (they are few; unchanged bytes are reused, unchanged snapshots not pushed)."""
+        for key in egress_gateways(self.graph):
+            node_id = xds_auth.node_id_for_egress(key.namespace, key.name)
+            wanted[node_id] = key
+            try:
+                view = egress_view(self.graph, key)
+                resources = egress.resources_for(view, secrets=self._secrets(key), system_ca=self.egress_ca_file)
+                if resources:
+                    resources += egress.credential_secrets(view)
+                built, self._cache_keys[node_id] = self.serializer.get_tracked(resources)
+            except Exception:  # a bug in one egress's translation must not stop the others
+                log.exception("translation of the egress %s failed; it keeps its last config", key)
+                self._failures.inc()
+                continue
+            for backend, reason in view.refused:
+                log.debug("egress %s refuses %s: %s", key, backend, reason)
+            self._reads[node_id] = set(view.reads)
+            snapshot = Snapshot(built)
+            if self.cache.get(node_id) != snapshot:
+                self.cache.set_snapshot(node_id, snapshot)
 
     def _workload_secrets(self, spiffe_id: str) -> list[Resource]:
         """A sidecar's SVID (served inbound, presented outbound) and the trust bundle (SDS)."""
@@ -231,7 +259,7 @@ class ControlPlane:
         self.xds = XdsServer(cache=self.cache, authorize=xds_auth.authorize_by_spiffe_id(self.settings.trust_domain),
                              metrics=metrics, limits=self.settings.xds_limits, extra_handlers=handlers)
         self.publisher = Publisher(graph=self.graph, cache=self.cache, certificates=self.certificates,
-                                   registry=self.xds.registry)
+                                   registry=self.xds.registry, egress_ca_file=self.settings.egress_ca_file)
         hosts = [h for h in (host, *self.settings.extra_server_hosts) if h not in ("", "0.0.0.0")]
         self.server_credentials = xds_auth.RenewingServerCredentials(self.ca, lambda: xds_auth.issue_server_identity(
             self.ca, hosts=hosts, namespace=self.settings.namespace, service_account=self.settings.service_account,
@@ -338,9 +366,10 @@ class ControlPlane:
 
 
 def _workload_keys(change: ChangeSet) -> set[ResourceKey]:
-    """The ServiceAccounts and Pods a change touched: a new one can be a new workload to publish a sidecar for."""
+    """The ServiceAccounts and Pods a change touched (a new one can be a new workload to publish a sidecar
+    for), and the ConfigMaps and Secrets (an egress's CA or credential)."""
     keys = [obj.key for obj in change.upserts] + list(change.deletes)
-    return {key for key in keys if key.kind in WORKLOAD_KINDS}
+    return {key for key in keys if key.kind in WORKLOAD_KINDS | EGRESS_INPUTS}
 
 
 MAX_PROBLEM_LINES = 20  # per origin and change; the rest is counted (`agentic-cp validate` lists them all)

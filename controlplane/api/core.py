@@ -105,3 +105,35 @@ class EndpointSlice(Resource):
     @property
     def service_name(self) -> str | None:
         return self.metadata.labels.get(SERVICE_NAME_LABEL)
+
+
+class ConfigMap(Resource):
+    """Read for one reason: a CA bundle an egress XBackend names (`ca.crt`, api/egress.py)."""
+
+    KIND: ClassVar[str] = "ConfigMap"
+    data: dict[str, str] = Field(default_factory=dict)
+
+
+class Secret(Resource):
+    """Read for an egress XBackend's CA (`ca.crt`) or injected credential (api/egress.py).
+
+    Its values never appear in a repr, a log line or an error: `data` (base64, as Kubernetes stores it)
+    and `stringData` are kept out of `repr`, and `value` decodes one key on demand."""
+
+    KIND: ClassVar[str] = "Secret"
+    data: dict[str, str] = Field(default_factory=dict, repr=False)
+    string_data: dict[str, str] = Field(default_factory=dict, alias="stringData", repr=False)
+
+    def value(self, key: str) -> bytes | None:
+        """The decoded value of `key`; None when absent or not base64 (never the value in an error)."""
+        if key in self.string_data:
+            return self.string_data[key].encode()
+        if key not in self.data:
+            return None
+        import base64
+        import binascii
+
+        try:
+            return base64.b64decode(self.data[key], validate=True)
+        except (binascii.Error, ValueError):
+            return None

@@ -32,6 +32,8 @@ MODELS: dict[tuple[str, str, str], type[Resource]] = {
     ("", "v1", "Service"): core.Service,
     ("", "v1", "ServiceAccount"): core.ServiceAccount,
     ("", "v1", "Pod"): core.Pod,
+    ("", "v1", "ConfigMap"): core.ConfigMap,
+    ("", "v1", "Secret"): core.Secret,
     ("discovery.k8s.io", "v1", "EndpointSlice"): core.EndpointSlice,
 }
 KNOWN_KINDS = {kind for (_, _, kind) in MODELS}

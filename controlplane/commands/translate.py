@@ -25,8 +25,9 @@ from controlplane.commands.common import (
 )
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.rules import DEFAULT_TRUST_DOMAIN
-from controlplane.graph.view import gateway_view, workloads
+from controlplane.graph.view import egress_gateways, gateway_view, workloads
 from controlplane.identity import sds
+from controlplane.translate.roles.egress import egress_resources
 from controlplane.translate.roles.gateway import gateway_resources
 from controlplane.translate.roles.sidecar import sidecar_resources
 from controlplane.xds import resources as types
@@ -57,6 +58,8 @@ def offline_resources(graph: AuthorizationGraph, proxy: ResourceKey) -> list[Res
     secrets only the CA can issue."""
     if proxy.kind == "ServiceAccount":
         return sidecar_resources(graph, proxy, secrets=[])
+    if proxy in egress_gateways(graph):  # an egress Gateway's proxy (credentials never printed)
+        return egress_resources(graph, proxy, secrets=[])
     return gateway_resources(graph, proxy, secrets=[])
 
 

@@ -26,7 +26,7 @@ from controlplane.graph import fragments
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.guardrails import guardrail_node
 from controlplane.graph.rate_limits import rate_limit_node
-from controlplane.graph.view import programmed_listener, reaching
+from controlplane.graph.view import egress_gateways, programmed_listener, reaching
 
 ProxyKey = ResourceKey  # a Gateway's key, or a workload's ServiceAccount key
 
@@ -104,7 +104,7 @@ def current_readers(graph: AuthorizationGraph, key: ResourceKey) -> set[ProxyKey
     """The proxies whose view, built from `graph` now, would visit what `key` owns."""
     match key.kind:
         case "Gateway":
-            return {key}
+            return {key} | _reaching_through_egress(graph, key)
         case "ServiceAccount":
             return {key}
         case "HTTPRoute":
@@ -155,3 +155,13 @@ def _readers_of_backend(graph: AuthorizationGraph, backend: ResourceKey) -> set[
     if backend.kind == "XBackend":
         found |= reaching(graph, backend)
     return found
+
+
+def _reaching_through_egress(graph: AuthorizationGraph, gateway: ResourceKey) -> set[ProxyKey]:
+    """The workloads that may reach a hostname XBackend an egress Gateway serves: their sidecars route it
+    there (a Gateway that just became an egress proxy has no readers among them yet)."""
+    if gateway not in egress_gateways(graph):
+        return set()
+    return {proxy for obj in graph.of_kind("XBackend")
+            if obj.key.namespace == gateway.namespace and getattr(obj.spec.mcp, "hostname", None)
+            for proxy in reaching(graph, obj.key)}

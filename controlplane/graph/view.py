@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from controlplane.api import egress as egress_api
 from controlplane.api.agentic import Action, ExternalAuth
 from controlplane.api.base import ResourceKey
 from controlplane.api.gateway import Gateway, RouteFilter, RouteMatch
@@ -41,6 +42,9 @@ __all__ = [
     "AuthorizerView",
     "BackendRefView",
     "BackendView",
+    "EgressBackendView",
+    "EgressRouteView",
+    "EgressView",
     "GatewayView",
     "InboundView",
     "ListenerView",
@@ -52,6 +56,8 @@ __all__ = [
     "RouteAttachment",
     "RouteRuleView",
     "SidecarView",
+    "egress_gateways",
+    "egress_view",
     "gateway_view",
     "managed_gateways",
     "reaching",
@@ -178,11 +184,49 @@ class OutboundView:
 
 
 @dataclass(frozen=True)
+class EgressRouteView:
+    """A hostname XBackend this workload may reach: through its namespace's egress proxy, over mTLS."""
+
+    backend: ResourceKey
+    hostname: str
+    egress: ResourceKey  # the egress Gateway
+    egress_address: str  # its Service's DNS name (kube/provisioner.envoy_name)
+    egress_port: int
+    egress_spiffe_id: str  # the only certificate the sidecar accepts from it
+
+
+@dataclass(frozen=True)
 class SidecarView:
     key: ResourceKey  # the workload's ServiceAccount
     spiffe_id: str
     inbound: tuple[InboundView, ...]
     outbound: tuple[OutboundView, ...]
+    reads: frozenset[ResourceKey] = field(default=frozenset(), compare=False)
+    egress: tuple[EgressRouteView, ...] = ()
+
+
+@dataclass(frozen=True)
+class EgressBackendView:
+    """A hostname XBackend an egress proxy originates TLS to, with what its annotations resolved to."""
+
+    backend: BackendView  # hostname, port, policies
+    ca_pem: bytes | None  # None: the system bundle
+    credential: bytes | None = field(default=None, repr=False)  # the Secret's value; never in a repr or log
+    credential_header: str = egress_api.CREDENTIAL_HEADER
+
+
+@dataclass(frozen=True)
+class EgressView:
+    """An egress Gateway: its mTLS listener (Gateway-level policies) and the external XBackends it serves.
+
+    `refused` names the hostname XBackends of its namespace it does not serve, and why: no Allow policy
+    names them (a destination no policy names is refused), or an annotation or the object it names is
+    wrong (fail closed)."""
+
+    key: ResourceKey
+    listener: ListenerView | None  # its first HTTPS listener; None: it serves nothing
+    backends: tuple[EgressBackendView, ...]
+    refused: tuple[tuple[ResourceKey, str], ...] = ()
     reads: frozenset[ResourceKey] = field(default=frozenset(), compare=False)
 
 
@@ -205,12 +249,14 @@ def reaching(graph: AuthorizationGraph, backend: ResourceKey) -> set[ResourceKey
     names an ID of another trust domain): the query behind graph/dependents.py's "who reads it now"."""
     bid = fragments.backend_node(backend)
     node = graph.node(bid)
-    if node is None or node.get("kind") != "XBackend" or not node.get("service_name"):
+    if node is None or node.get("kind") != "XBackend" or not (node.get("service_name") or node.get("hostname")):
         return set()
     reader = _Reader(graph)
-    services = [sid for _, sid, data in graph.graph.out_edges(bid, data=True) if data["rel"] == "service"]
-    if not services or not reader._serving(services[0]):
-        return set()
+    if node.get("service_name"):
+        services = [sid for _, sid, data in graph.graph.out_edges(bid, data=True) if data["rel"] == "service"]
+        if not services or not reader._serving(services[0]):
+            return set()
+    # a hostname XBackend: reached through its namespace's egress proxy by every workload its policies allow
     allows = [p for p in reader._policies(bid, None) if p.action is Action.ALLOW]
     principals = {rule.principal for policy in allows for rule in policy.rules}
     if not allows or ANY_SOURCE in principals:
@@ -233,8 +279,22 @@ def _programmable(attrs: dict, conflicts) -> bool:
 
 
 def managed_gateways(graph: AuthorizationGraph) -> list[ResourceKey]:
-    """The Gateways of a class this control plane manages."""
-    return [gw.key for gw in graph.of_kind("Gateway") if _managed(graph, gw.key)]
+    """The Gateways of a class this control plane manages, but egress Gateways (`egress_gateways`)."""
+    return [gw.key for gw in graph.of_kind("Gateway")
+            if _managed(graph, gw.key) and not egress_api.is_egress_gateway(gw.metadata.labels)]
+
+
+def egress_gateways(graph: AuthorizationGraph) -> list[ResourceKey]:
+    """The managed Gateways labelled as egress proxies (api/egress.py)."""
+    return [gw.key for gw in graph.of_kind("Gateway")
+            if _managed(graph, gw.key) and egress_api.is_egress_gateway(gw.metadata.labels)]
+
+
+def egress_view(graph: AuthorizationGraph, key: ResourceKey) -> EgressView | None:
+    """One egress Gateway as translation sees it; None when it is missing, not ours or not an egress."""
+    if key not in egress_gateways(graph):
+        return None
+    return _Reader(graph).egress(key)
 
 
 def gateway_view(graph: AuthorizationGraph, key: ResourceKey) -> GatewayView | None:
@@ -280,7 +340,79 @@ class _Reader:
         outbound = [view for bid, attrs in sorted(self._nx.nodes(data=True))
                     if attrs.get("kind") == "XBackend" and attrs.get("service_name")
                     for view in self._outbound(bid, me)]
-        return SidecarView(key, me, tuple(inbound), tuple(outbound), frozenset(self.reads))
+        egress = [view for bid, attrs in sorted(self._nx.nodes(data=True))
+                  if attrs.get("kind") == "XBackend" and attrs.get("hostname")
+                  for view in self._egress_route(bid, me)]
+        return SidecarView(key, me, tuple(inbound), tuple(outbound), frozenset(self.reads), tuple(egress))
+
+    def egress(self, key: ResourceKey) -> EgressView:
+        gateway = self.gateway(key)
+        https = [lst for lst in gateway.listeners if lst.tls]
+        served, refused = [], []
+        for bid, attrs in sorted(self._nx.nodes(data=True)):
+            if attrs.get("kind") != "XBackend" or not attrs.get("hostname") or attrs["key"].namespace != key.namespace:
+                continue
+            backend = self._backend(bid)
+            entry = self._egress_backend(backend)
+            if isinstance(entry, EgressBackendView):
+                served.append(entry)
+            else:
+                refused.append((backend.key, entry))
+        listener = None
+        if https:
+            routes = tuple(RouteAttachment(_egress_rule(entry.backend), (entry.backend.hostname,)) for entry in served)
+            listener = ListenerView(https[0].name, https[0].port, True, routes, https[0].policies,
+                                    https[0].rate_limits)
+        return EgressView(key, listener, tuple(served), tuple(refused), frozenset(self.reads))
+
+    def _egress_backend(self, backend: BackendView) -> EgressBackendView | str:
+        """What the egress serves for one hostname XBackend, or why it refuses it (one line)."""
+        if not any(p.action is Action.ALLOW for p in backend.policies):
+            return "no XAccessPolicy of action Allow names it: an egress refuses destinations no policy names"
+        xbackend = self._graph.get(backend.key)
+        try:
+            settings = egress_api.egress_settings(xbackend.metadata.annotations)
+        except ValueError as exc:
+            return str(exc)
+        ca_pem = credential = None
+        if settings.ca is not None:
+            ca_pem = self._object_value(backend.key.namespace, settings.ca)
+            if ca_pem is None or b"-----BEGIN CERTIFICATE-----" not in ca_pem:
+                return f"{settings.ca.kind} {backend.key.namespace}/{settings.ca.name} holds no PEM {settings.ca.key}"
+        if settings.credential is not None:
+            credential = self._object_value(backend.key.namespace, settings.credential)
+            if not credential or not _header_safe(credential):
+                return (f"Secret {backend.key.namespace}/{settings.credential.name} holds no usable "
+                        f"{settings.credential.key} (missing, empty, not base64, or not one header line)")
+        return EgressBackendView(backend, ca_pem, credential, settings.credential_header)
+
+    def _object_value(self, namespace: str, ref: egress_api.ObjectKeyRef) -> bytes | None:
+        key = ResourceKey(ref.kind, namespace, ref.name)
+        self.reads.add(key)
+        obj = self._graph.get(key)
+        if obj is None:
+            return None
+        if ref.kind == "Secret":
+            return obj.value(ref.key)
+        text = obj.data.get(ref.key)
+        return None if text is None else text.encode()
+
+    def _egress_route(self, bid: str, me: str) -> list[EgressRouteView]:
+        """The egress proxy of a hostname XBackend's namespace, if there is one that serves it for this caller."""
+        backend = self._backend(bid)
+        if not _may_reach(backend.policies, me):
+            return []
+        for key in egress_gateways(self._graph):
+            if key.namespace != backend.key.namespace:
+                continue
+            reader = _Reader(self._graph)
+            view = reader.egress(key)
+            self.reads |= reader.reads
+            if view.listener is not None and any(e.backend.key == backend.key for e in view.backends):
+                address = f"{key.name}-envoy.{key.namespace}.svc.{CLUSTER_DOMAIN}"
+                return [EgressRouteView(backend.key, backend.hostname, key, address, view.listener.port,
+                                        spiffe_id(self._graph.trust_domain, key.namespace, key.name))]
+        return []
 
     def _inbound(self, sid: str) -> list[InboundView]:
         node = self._nx.nodes[sid]
@@ -406,6 +538,16 @@ class _Reader:
         self.reads.update(self._nx.nodes[nid]["key"] for nid, _, data in self._nx.in_edges(target, data=True)
                           if data["rel"] == "guarded")
         return guardrail_on(self._nx, target, listener)
+
+
+def _egress_rule(backend: BackendView) -> RouteRuleView:
+    """One catch-all rule to a hostname XBackend, which carries its policies (as a sidecar's inbound rule)."""
+    return RouteRuleView(f"{backend.key.ref}/egress", backend.key, 0, None, (), (), (BackendRefView(backend, None, 1),))
+
+
+def _header_safe(value: bytes) -> bool:
+    """A credential Envoy can put in one header: printable ASCII, no line breaks."""
+    return all(0x20 <= b < 0x7F or b == 0x09 for b in value)
 
 
 def _attachment(view, node: dict) -> PolicyAttachment:

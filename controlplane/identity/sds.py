@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from envoy_data_plane.envoy.config.core.v3 import DataSource
 from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
     CertificateValidationContext,
+    GenericSecret,
     Secret,
     SubjectAltNameMatcher,
     SubjectAltNameMatcherSanType,
@@ -30,6 +31,7 @@ __all__ = [
     "TRUST_BUNDLE_SECRET",
     "WORKLOAD_CERT_SECRET",
     "cert_secret_name",
+    "credential_secret",
     "tls_certificate_secret",
     "uri_san_matchers",
     "validation_context_secret",
@@ -85,3 +87,9 @@ def validation_context_secret(
             match_typed_subject_alt_names=uri_san_matchers(prefix=match_uri_prefix, exact=match_uri_exact),
         ),
     )
+
+
+def credential_secret(name: str, value: bytes) -> Secret:
+    """A ``Secret`` carrying a credential an egress injects (``generic_secret``): served over SDS only,
+    redacted from config dumps by field name (admin/redact.py: ``secret``)."""
+    return Secret(name=name, generic_secret=GenericSecret(secret=DataSource(inline_bytes=value)))

@@ -6,7 +6,7 @@ SPIFFE ID. A node id is a claim the proxy makes about itself; ``expected_spiffe_
 the SPIFFE ID its certificate must carry, so a server can refuse a proxy asking for another's config.
 
 Naming: a gateway's proxy runs as a ServiceAccount named like the Gateway (as kgateway does), so its ID is
-``spiffe://<td>/ns/<ns>/sa/<gateway>``. Node ids are ``gateway~<ns>~<name>`` and ``sidecar~<ns>~<sa>``
+``spiffe://<td>/ns/<ns>/sa/<gateway>``. Node ids are ``gateway~<ns>~<name>``, ``egress~<ns>~<name>`` (an egress Gateway) and ``sidecar~<ns>~<sa>``
 (``~`` cannot appear in Kubernetes names, so the split is unambiguous).
 
 A SPIFFE ID alone does not make a proxy: an agent's workload SVID for ``ns/NS/sa/SA`` names the same ID a
@@ -31,6 +31,7 @@ from controlplane.identity.spiffe import SPIFFE_ID_PATTERN, spiffe_id
 __all__ = [
     "CONTROL_PLANE_NAMESPACE",
     "CONTROL_PLANE_SERVICE_ACCOUNT",
+    "EGRESS_ROLE",
     "GATEWAY_ROLE",
     "SIDECAR_ROLE",
     "NodeId",
@@ -40,6 +41,7 @@ __all__ = [
     "expected_spiffe_id",
     "issue_proxy_identity",
     "issue_server_identity",
+    "node_id_for_egress",
     "node_id_for_gateway",
     "node_id_for_workload",
     "parse_node_id",
@@ -53,7 +55,8 @@ CONTROL_PLANE_NAMESPACE = "agentic-system"
 CONTROL_PLANE_SERVICE_ACCOUNT = "agentic-cp"
 GATEWAY_ROLE = "gateway"
 SIDECAR_ROLE = "sidecar"
-_ROLES = (GATEWAY_ROLE, SIDECAR_ROLE)
+EGRESS_ROLE = "egress"  # an egress Gateway's proxy (translate/roles/egress.py): egress~NS~GATEWAY
+_ROLES = (GATEWAY_ROLE, SIDECAR_ROLE, EGRESS_ROLE)
 _SEP = "~"
 
 
@@ -88,6 +91,10 @@ def node_id_for_gateway(namespace: str, name: str) -> str:
     return str(NodeId(GATEWAY_ROLE, namespace, name))
 
 
+def node_id_for_egress(namespace: str, name: str) -> str:
+    return str(NodeId(EGRESS_ROLE, namespace, name))
+
+
 def node_id_for_workload(namespace: str, service_account: str) -> str:
     return str(NodeId(SIDECAR_ROLE, namespace, service_account))
 
@@ -96,7 +103,8 @@ def parse_node_id(node_id: str) -> NodeId:
     """Parse ``<role>~<ns>~<name>``; raises ValueError for anything else."""
     parts = node_id.split(_SEP)
     if len(parts) != 3 or parts[0] not in _ROLES or not all(parts):
-        raise ValueError(f"invalid node id {node_id!r}: want gateway~NS~NAME or sidecar~NS~SERVICEACCOUNT")
+        raise ValueError(f"invalid node id {node_id!r}: want gateway~NS~NAME, egress~NS~NAME or "
+                         "sidecar~NS~SERVICEACCOUNT")
     return NodeId(*parts)
 
 

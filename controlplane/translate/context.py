@@ -13,13 +13,14 @@ from controlplane.xds.resources import Resource
 ADS = {"ads": {}, "resourceApiVersion": "V3"}  # every dependent resource comes over the one ADS stream
 GATEWAY, BACKEND = "gateway", "backend"  # the two levels of policy: a Gateway's (listener's), an XBackend's
 SIDECAR_INBOUND, SIDECAR_OUTBOUND = "sidecar-inbound", "sidecar-outbound"  # roles/sidecar.py's two sides
+EGRESS = "egress"  # roles/egress.py
 
 
 @dataclass(frozen=True)
 class ProxyContext:
     """What one proxy's translation is about, for every hook."""
 
-    role: str  # "gateway", "sidecar-inbound", "sidecar-outbound"; next: "egress"
+    role: str  # "gateway", "sidecar-inbound", "sidecar-outbound", "egress"
     gateway: GatewayView  # a sidecar's inbound side is shaped as one too (its key: the ServiceAccount)
     secrets: tuple[Resource, ...] = ()  # the proxy's SDS secrets (server certificate, trust bundle)
 

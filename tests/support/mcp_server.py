@@ -194,16 +194,21 @@ async def serve_mcp(
     startup_timeout: float = 10.0,
     tool_log: str | os.PathLike[str] | None = None,
     response_headers: tuple[tuple[str, str], ...] = (),
+    tls: tuple[str, str] | None = None,
+    seen_header: tuple[str, list[str | None]] | None = None,
 ) -> AsyncIterator[McpServerHandle]:
     """Serve the test tools at ``http://host:port/path`` on the running loop until the block exits.
 
     ``json_response`` chooses the SDK's plain-JSON answers instead of one SSE event per POST; both are
     legal streamable HTTP and clients must accept either. On exit uvicorn stops accepting, gives open
     streams ``SHUTDOWN_GRACE_SECONDS`` and then the SDK's session manager closes every session.
+    ``tls`` (cert file, key file) serves HTTPS, as an external provider does; ``seen_header`` (name, list)
+    appends that request header's value (None when absent) of every request to the list.
     """
     async with serve_app(build_server(tool_log=tool_log), port=port, host=host, path=path,
                          json_response=json_response, dns_rebinding_protection=dns_rebinding_protection,
-                         startup_timeout=startup_timeout) as handle:
+                         startup_timeout=startup_timeout, response_headers=response_headers, tls=tls,
+                         seen_header=seen_header) as handle:
         yield handle
 
 
@@ -217,6 +222,9 @@ async def serve_app(
     json_response: bool = False,
     dns_rebinding_protection: bool = False,
     startup_timeout: float = 10.0,
+    response_headers: tuple[tuple[str, str], ...] = (),
+    tls: tuple[str, str] | None = None,
+    seen_header: tuple[str, list[str | None]] | None = None,
 ) -> AsyncIterator[McpServerHandle]:
     """Serve any ``MCPServer`` over streamable HTTP as ``serve_mcp`` serves the test tools (the
     conformance server shares it)."""
@@ -231,10 +239,13 @@ async def serve_app(
     )
     if response_headers:
         app = _with_response_headers(app, response_headers)
+    if seen_header is not None:
+        app = _recording(app, *seen_header)
     loop = asyncio.get_running_loop()
     sock = _bind(host, port)
+    ssl_files = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
     config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on", access_log=False,
-                            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, ws="none")
+                            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, ws="none", **ssl_files)
     server = uvicorn.Server(config)
     _active[loop] = _active.get(loop, 0) + 1
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"mcp-server:{sock.getsockname()[1]}")
@@ -280,6 +291,19 @@ def _header(value: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"expected NAME:VALUE, not {value!r}")
     return name.strip(), text.strip()
+
+
+def _recording(app, name: str, seen: list):
+    """An ASGI wrapper that records one request header of every HTTP request (what a provider received)."""
+    wanted = name.lower().encode()
+
+    async def recorded(scope, receive, send):
+        if scope["type"] == "http":
+            values = [v.decode() for k, v in scope["headers"] if k == wanted]
+            seen.append(values[0] if values else None)
+        await app(scope, receive, send)
+
+    return recorded
 
 
 async def _main(argv: list[str] | None = None) -> int:

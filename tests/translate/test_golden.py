@@ -37,7 +37,7 @@ from controlplane.sources.directory import DirectorySource
 from controlplane.xds import resources as types
 from controlplane.xds.resources import Resource
 from tests.conftest import ROOT
-from tests.translate.translate_static import envoy_validate, static_bootstrap
+from tests.translate.translate_static import envoy_validate, placeholder_credentials, static_bootstrap
 
 TESTDATA = Path(__file__).parent / "testdata"
 INPUTS, OUTPUTS = TESTDATA / "in", TESTDATA / "out"
@@ -196,5 +196,6 @@ def test_envoy_accepts_the_golden_outputs(case_name, tmp_path):
     assert {r.type_url for r in resources} >= {types.LISTENER, types.ROUTE, types.CLUSTER}
     if not any(r.type_url == types.SECRET for r in resources):
         resources += runtime_secrets()
+    resources += placeholder_credentials(resources)
     result = envoy_validate(static_bootstrap(resources), tmp_path)
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]

@@ -55,7 +55,35 @@ def _static_cluster(cluster: dict, cla: dict) -> dict:
         cluster["type"] = "STATIC"
         cluster["loadAssignment"] = cla[cluster["name"]]
     _static_secret_refs(cluster)
+    _credential_refs(cluster, drop_source=True)  # an egress credential's SDS reference -> the static secret
     return cluster
+
+
+def _credential_refs(value, *, drop_source: bool = False) -> list[str]:
+    """The names of generic credentials (the egress's injected credentials) a resource refers to over SDS."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        ref = value.get("credential")
+        if isinstance(ref, dict) and "name" in ref and "sdsConfig" in ref:
+            found.append(ref["name"])
+            if drop_source:
+                ref.pop("sdsConfig")
+        for item in value.values():
+            found += _credential_refs(item, drop_source=drop_source)
+    elif isinstance(value, list):
+        for item in value:
+            found += _credential_refs(item, drop_source=drop_source)
+    return found
+
+
+def placeholder_credentials(resources: list[Resource]) -> list[Resource]:
+    """A stand-in generic secret for every credential the resources name: serve sends the real value, the
+    golden outputs never hold it."""
+    from controlplane.identity.sds import credential_secret
+
+    names = sorted({n for r in resources if r.type_url == types.CLUSTER for n in _credential_refs(
+        r.payload if isinstance(r.payload, dict) else r.payload.to_dict())})
+    return [Resource(types.SECRET, n, credential_secret(n, b"placeholder").to_dict()) for n in names]
 
 
 def envoy_validate(bootstrap: dict, tmp_path: Path) -> subprocess.CompletedProcess:

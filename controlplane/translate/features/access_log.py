@@ -16,9 +16,9 @@ drops what it cannot send) the stdout line still holds the same record, and `age
 
 from __future__ import annotations
 
-from controlplane.identity.xds_auth import node_id_for_gateway, node_id_for_workload
+from controlplane.identity.xds_auth import node_id_for_egress, node_id_for_gateway, node_id_for_workload
 from controlplane.translate.bootstrap import XDS_CLUSTER
-from controlplane.translate.context import BACKEND, GATEWAY, SIDECAR_INBOUND, SIDECAR_OUTBOUND, PortContext, ProxyContext
+from controlplane.translate.context import BACKEND, EGRESS, GATEWAY, SIDECAR_INBOUND, SIDECAR_OUTBOUND, PortContext, ProxyContext
 from controlplane.translate.features.base import Feature
 from controlplane.translate.features.ext_authz import delegated_key
 from controlplane.translate.features.jsonrpc_denial import DECISION_HEADER
@@ -69,6 +69,8 @@ def node_id(proxy: ProxyContext) -> str:
     key = proxy.gateway.key
     if proxy.role in (SIDECAR_INBOUND, SIDECAR_OUTBOUND):  # a sidecar's view is keyed by its ServiceAccount
         return node_id_for_workload(key.namespace, key.name)
+    if proxy.role == EGRESS:
+        return node_id_for_egress(key.namespace, key.name)
     return node_id_for_gateway(key.namespace, key.name)
 
 

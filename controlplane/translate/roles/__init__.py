@@ -1,12 +1,13 @@
 """Proxy roles: which Envoy resources one kind of proxy gets, built by looping over the same features.
 
 `gateway.py` is the Gateway role (a Gateway API Gateway's Envoy); `sidecar.py` a workload's sidecar
-(its inbound side, the tool's, enforces; its outbound side, the agent's, routes). A role reads its proxy's typed view
+(its inbound side, the tool's, enforces; its outbound side, the agent's, routes); `egress.py` an egress
+Gateway's Envoy (enforces for external `hostname` XBackends, originates TLS, injects credentials). A role reads its proxy's typed view
 (graph/view.py), groups it into Envoy listeners (translate/context.PortContext), and lets the skeleton
 builders (translate/listener.py, translate/route_config.py, translate/clusters.py) call every feature's
 hooks in the order of `features.FEATURES`.
 
-How to add a role (the next one: egress): write one module here
+How to add a role: write one module here
 that builds its resources from its view with the same builders and a `ProxyContext` whose `role` names
 it; a feature that must behave differently in that role checks `proxy.role` in its own hooks. The view
 query it needs goes in graph/view.py, and the controller (controller.py) publishes it under its node id.

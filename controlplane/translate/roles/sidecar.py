@@ -40,6 +40,7 @@ from controlplane.graph.view import (
     InboundView,
     ListenerView,
     OutboundView,
+    EgressRouteView,
     RouteAttachment,
     SidecarView,
     sidecar_view,
@@ -65,7 +66,7 @@ def resources_for(view: SidecarView, *, secrets: Iterable[Resource]) -> list[Res
     out: list[Resource] = []
     if view.inbound:
         out += _inbound(view, secrets)
-    if view.outbound:
+    if view.outbound or view.egress:
         out += _outbound(view, secrets)
     if out:
         out += secrets
@@ -142,7 +143,10 @@ def _outbound(view: SidecarView, secrets: tuple[Resource, ...]) -> list[Resource
     lst = _capture_target(lst)
     reachable = _first_per_service(view.outbound)
     out = [Resource(LISTENER, listener.listener_name(OUTBOUND_PORT), lst),
-           Resource(ROUTE, route_config.route_config_name(OUTBOUND_PORT), _outbound_routes(reachable))]
+           Resource(ROUTE, route_config.route_config_name(OUTBOUND_PORT), _outbound_routes(reachable, view.egress))]
+    for entry in view.egress:
+        name = egress_cluster_name(entry)
+        out.append(Resource(CLUSTER, name, _egress_cluster(name, entry)))
     for entry in reachable:
         name = outbound_cluster_name(entry)
         cluster = clusters.eds_cluster(name)
@@ -152,11 +156,37 @@ def _outbound(view: SidecarView, secrets: tuple[Resource, ...]) -> list[Resource
     return out
 
 
-def _outbound_routes(reachable: list[OutboundView]) -> dict:
+def egress_cluster_name(entry: EgressRouteView) -> str:
+    return f"outbound|{entry.egress_port}||{entry.egress_address}"
+
+
+def _egress_cluster(name: str, entry: EgressRouteView) -> dict:
+    """The egress proxy of an external XBackend's namespace, by its Service's DNS name, over mTLS with
+    the workload's SVID, accepting only the egress Gateway's SPIFFE ID (it originates TLS onwards)."""
+    endpoint = {"endpoint": {"address": {"socketAddress": {"address": entry.egress_address,
+                                                           "portValue": entry.egress_port}}}}
+    peers = [{"sanType": "URI", "matcher": {"exact": entry.egress_spiffe_id}}]
+    tls = {"@type": clusters.UPSTREAM_TLS_TYPE, "sni": entry.egress_address,
+           "commonTlsContext": {
+               "tlsCertificateSdsSecretConfigs": [{"name": WORKLOAD_CERT_SECRET, "sdsConfig": ADS}],
+               "combinedValidationContext": {
+                   "defaultValidationContext": {"matchTypedSubjectAltNames": peers},
+                   "validationContextSdsSecretConfig": {"name": TRUST_BUNDLE_SECRET, "sdsConfig": ADS}}}}
+    return {"name": name, "type": "STRICT_DNS", "connectTimeout": clusters.CONNECT_TIMEOUT,
+            "dnsLookupFamily": "V4_PREFERRED", "lbPolicy": "ROUND_ROBIN",
+            "loadAssignment": {"clusterName": name, "endpoints": [{"lbEndpoints": [endpoint]}]},
+            "transportSocket": {"name": "envoy.transport_sockets.tls", "typedConfig": tls}}
+
+
+def _outbound_routes(reachable: list[OutboundView], egress: tuple[EgressRouteView, ...] = ()) -> dict:
     vhosts = [{"name": f"outbound/{entry.backend.ref}", "domains": list(entry.hostnames),
                "routes": [{"name": entry.backend.ref, "match": {"prefix": "/"},
                            "route": {"cluster": outbound_cluster_name(entry), "timeout": "0s"}}]}
               for entry in reachable]
+    vhosts += [{"name": f"egress/{entry.backend.ref}", "domains": [entry.hostname],
+                "routes": [{"name": entry.backend.ref, "match": {"prefix": "/"},
+                            "route": {"cluster": egress_cluster_name(entry), "timeout": "0s"}}]}
+               for entry in egress]
     refuse = {"name": "outbound/not-reachable", "domains": ["*"],
               "routes": [{"name": "not-reachable", "match": {"prefix": "/"},
                           "directResponse": {"status": 403, "body": {"inlineString": NOT_REACHABLE}}}]}
