@@ -13,11 +13,11 @@ from controlplane.api.base import Problem
 from controlplane.commands import analyze as analyze_command
 from controlplane.commands import audit as audit_command
 from controlplane.commands import explain as explain_command
-from controlplane.commands import identity_request as identity_request_command
-from controlplane.commands import proxies as proxies_command
 from controlplane.commands import guardrail as guardrail_command
-from controlplane.commands import translate as translate_command
+from controlplane.commands import identity_request as identity_request_command
 from controlplane.commands import inject as inject_command
+from controlplane.commands import proxies as proxies_command
+from controlplane.commands import translate as translate_command
 from controlplane.commands.common import CommandFailed, UsageError
 from controlplane.commands.common import controller_option as _controller_option
 from controlplane.commands.common import controllers as _controllers

@@ -24,7 +24,14 @@ from controlplane.api.changes import ChangeSet
 from controlplane.api.gateway import OUR_CONTROLLER
 from controlplane.graph.dependents import DependencyIndex
 from controlplane.graph.model import AuthorizationGraph
-from controlplane.graph.view import egress_gateways, egress_view, gateway_view, managed_gateways, sidecar_view, workloads
+from controlplane.graph.view import (
+    egress_gateways,
+    egress_view,
+    gateway_view,
+    managed_gateways,
+    sidecar_view,
+    workloads,
+)
 from controlplane.identity import sds, xds_auth
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager

@@ -16,7 +16,14 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from controlplane.api.agentic import RULE_NAME, BackendObjectRef, PolicyTargetRef, RuleSource, _same_kind, _unique
+from controlplane.api.agentic import (
+    RULE_NAME,
+    BackendObjectRef,
+    PolicyTargetRef,
+    RuleSource,
+    _same_kind,
+    _unique,
+)
 from controlplane.api.base import Model, Resource
 
 GOVERNANCE_GROUP = "governance.agentic-cp.dev"

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,12 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     """`10m`, `2h`, `30s`, `1d` (ago) or an RFC3339 time; ValueError with a one-line reason."""
     match = DURATION.fullmatch(text.strip())
     if match:
-        return (now or datetime.now(timezone.utc)) - timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+        return (now or datetime.now(UTC)) - timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"--since {text!r}: want a duration (10m, 2h, 30s, 1d) or an RFC3339 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def read_records(paths: Iterable[Path], filters: Filters, report: ReadReport) -> Iterator[dict[str, Any]]:
@@ -71,7 +71,7 @@ def _read_file(path: Path, report: ReadReport) -> Iterator[dict[str, Any]]:
         return
     with handle:
         number = 0
-        for number, line in enumerate(handle, start=1):  # noqa: B007 - the count is used after the loop
+        for number, line in enumerate(handle, start=1):
             record = _record_of(line, path, number, report)
             if record is not None:
                 yield record

@@ -10,7 +10,7 @@ Every value is clipped (`MAX_VALUE_CHARS`): a record is evidence, never a way to
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 MAX_VALUE_CHARS = 1024
@@ -91,7 +91,7 @@ def record_time(record: dict[str, Any]) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def from_entry(entry: Any, *, proxy: str, role: str) -> dict[str, Any]:
@@ -164,14 +164,14 @@ def _method_name(method: Any) -> str | None:
 def _rfc3339(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _clean(value: Any) -> Any:
     """A JSON scalar, clipped; Envoy's `-` placeholder and empty strings are None."""
     if value is None or value == "-" or value == "":
         return None
-    if isinstance(value, bool) or isinstance(value, int):
+    if isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None

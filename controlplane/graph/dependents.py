@@ -23,8 +23,8 @@ from collections.abc import Iterable
 
 from controlplane.api.base import ResourceKey
 from controlplane.graph import fragments
-from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.guardrails import guardrail_node
+from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.rate_limits import rate_limit_node
 from controlplane.graph.view import egress_gateways, programmed_listener, reaching
 

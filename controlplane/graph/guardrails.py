@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from controlplane.api.base import ResourceKey
 from controlplane.api.governance import FailureMode, GuardrailPolicy, timeout_ms
 from controlplane.graph.admission import Condition, seniority
-from controlplane.graph.fragments import Output, Reader, _ready_endpoints, backend_node, gateway_node, target_problem
+from controlplane.graph.fragments import (
+    Output,
+    Reader,
+    _ready_endpoints,
+    backend_node,
+    gateway_node,
+    target_problem,
+)
 
 ACCEPTED = Condition(True, "Accepted", "the guardrail inspects traffic on this target")
 CONFLICTED = "Conflicted"

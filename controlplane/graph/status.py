@@ -28,9 +28,9 @@ from controlplane.api.agentic import GATEWAY_GROUP
 from controlplane.api.base import ResourceKey
 from controlplane.api.gateway import OUR_CONTROLLER, Gateway, HTTPRoute, Listener, ParentRef
 from controlplane.graph import fragments
+from controlplane.graph.guardrails import guardrail_node
 from controlplane.graph.listeners import listener_conflicts
 from controlplane.graph.model import AuthorizationGraph
-from controlplane.graph.guardrails import guardrail_node
 from controlplane.graph.rate_limits import rate_limit_node
 from controlplane.graph.routing import hostnames_intersect
 

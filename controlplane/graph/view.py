@@ -24,9 +24,9 @@ from controlplane.api.base import ResourceKey
 from controlplane.api.gateway import Gateway, RouteFilter, RouteMatch
 from controlplane.graph import fragments
 from controlplane.graph.admission import seniority
+from controlplane.graph.guardrails import ResolvedGuardrail, guardrail_on
 from controlplane.graph.listeners import listener_conflicts
 from controlplane.graph.model import AuthorizationGraph
-from controlplane.graph.guardrails import ResolvedGuardrail, guardrail_on
 from controlplane.graph.rate_limits import ResolvedLimit, limits_on
 from controlplane.graph.request import BASE_EXACT_METHODS, BASE_PREFIX_METHODS
 from controlplane.graph.routing import match_precedence, route_age

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from controlplane.guardrail.detectors import Detector
-from controlplane.guardrail.judge import REQUEST, Block, Exchange, Settings
+from controlplane.guardrail.judge import Block, Exchange, Settings
 from controlplane.guardrail.messages import NO_ID
 
 PROCESS_METHOD = "/envoy.service.ext_proc.v3.ExternalProcessor/Process"

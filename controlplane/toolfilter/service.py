@@ -21,9 +21,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
-from envoy_data_plane.envoy.config.core.v3 import HeaderValue, HeaderValueOption, HeaderValueOptionHeaderAppendAction
-from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import ProcessingMode, ProcessingModeBodySendMode, \
-    ProcessingModeHeaderSendMode
+from envoy_data_plane.envoy.config.core.v3 import (
+    HeaderValue,
+    HeaderValueOption,
+    HeaderValueOptionHeaderAppendAction,
+)
+from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
+    ProcessingMode,
+    ProcessingModeBodySendMode,
+    ProcessingModeHeaderSendMode,
+)
 from envoy_data_plane.envoy.service.ext_proc.v3 import (
     BodyMutation,
     BodyResponse,

@@ -74,7 +74,7 @@ class MeshSettings:
     control_plane_id: str = ""  # the SPIFFE ID the sidecar pins; "" = the default for trust_domain
     proxy_image: str = "envoyproxy/envoy:v1.40.0"
     init_image: str = "agentic-cp:latest"  # the control plane's image: has `agentic-cp` and iptables
-    capture: CaptureSettings = CaptureSettings()
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
     credentials_secret_prefix: str = "agentic-cp-xds-"
     token_audience: str = "agentic-cp"
     token_expiration_seconds: int = 3600

@@ -95,7 +95,7 @@ def answer(request: dict, mesh: MeshSettings) -> dict:
     try:
         # The webhook configuration's selectors chose this pod (namespace label, or the pod's own label);
         # the pod's opt-out still holds.
-        injected, why = inject_object(pod, mesh, namespace_label="enabled")
+        injected, _why = inject_object(pod, mesh, namespace_label="enabled")
     except InjectionError as err:
         return _response(uid, allowed=False, message=f"sidecar injection refused this Pod: {err}")
     if injected is pod:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -57,7 +57,7 @@ def test_filters_by_since_caller_tool_and_decision(tmp_path):
 
     assert tools(decision="limited") == ["get-sum"]
     assert tools(tool="echo", caller="spiffe://td/ns/a/sa/b") == ["echo"]
-    assert tools(since=datetime(2024, 6, 1, tzinfo=timezone.utc)) == ["echo", "get-sum"]
+    assert tools(since=datetime(2024, 6, 1, tzinfo=UTC)) == ["echo", "get-sum"]
     code, out, _ = run_audit("--file", str(path), "--decision", "limited")
     assert code == 0 and "limited" in out.splitlines()[1] and len(out.splitlines()) == 2  # header + one row
 
@@ -70,9 +70,9 @@ def test_a_bad_since_is_a_usage_error(tmp_path, bad):
 
 
 def test_since_accepts_durations_and_rfc3339():
-    now = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
-    assert parse_since("10m", now=now) == datetime(2025, 1, 1, 11, 50, tzinfo=timezone.utc)
-    assert parse_since("2025-01-01T11:00:00Z") == datetime(2025, 1, 1, 11, 0, tzinfo=timezone.utc)
+    now = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+    assert parse_since("10m", now=now) == datetime(2025, 1, 1, 11, 50, tzinfo=UTC)
+    assert parse_since("2025-01-01T11:00:00Z") == datetime(2025, 1, 1, 11, 0, tzinfo=UTC)
 
 
 def test_no_readable_file_fails_in_one_line(tmp_path):

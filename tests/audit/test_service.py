@@ -91,7 +91,7 @@ def entries(*items):
 
 def entry(tool="get-sum", metadata=None, **request):
     mcp = Struct.from_dict({"method": "tools/call", "params": {"name": tool}, "id": 7})
-    common = AccessLogCommon(start_time=datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc),
+    common = AccessLogCommon(start_time=datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC),
                              metadata=Metadata(filter_metadata=metadata or {"envoy.filters.http.mcp": mcp}),
                              upstream_cluster="xbackend/quickstart/everything-mcp")
     return HttpAccessLogEntry(common_properties=common, request=HttpRequestProperties(**request),

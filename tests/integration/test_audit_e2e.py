@@ -112,9 +112,9 @@ async def test_records_match_the_calls_one_for_one_and_survive_a_sink_restart(me
     assert record["gateway_rule"] and record["request_id"] and record["duration_ms"] is not None
     counted = [line for line in _metrics(mesh).splitlines() if line.startswith("agentic_audit_requests_total")]
     assert any(line.startswith('agentic_audit_requests_total{backend="route quickstart/everything-route/0",'
-                               'caller="%s",decision="limited",tool="get-sum"} ' % MATH) for line in counted), counted
-    assert any(line.startswith('agentic_audit_requests_total{backend="quickstart/everything-mcp",caller="%s",'
-                               'decision="allow",tool="get-sum"} ' % RESEARCH) for line in counted), counted
+                               f'caller="{MATH}",decision="limited",tool="get-sum"}} ') for line in counted), counted
+    assert any(line.startswith(f'agentic_audit_requests_total{{backend="quickstart/everything-mcp",caller="{RESEARCH}",'
+                               f'decision="allow",tool="get-sum"}} ') for line in counted), counted
 
     # The sink goes down: Envoy keeps serving; its stdout access log keeps the records.
     mesh.stop_control_plane()

@@ -22,7 +22,7 @@ from controlplane.translate.bootstrap import ENVOY_FLAGS
 from tests.support.envoy import EnvoyProcess, free_port
 from tests.support.mcp_client import RawMcpClient
 from tests.support.mcp_server import serve_mcp
-from tests.support.processes import spawn, terminate, wait_for_port, wait_until
+from tests.support.processes import spawn, terminate, wait_for_port
 
 pytestmark = pytest.mark.slow
 

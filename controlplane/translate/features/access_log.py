@@ -18,7 +18,15 @@ from __future__ import annotations
 
 from controlplane.identity.xds_auth import node_id_for_egress, node_id_for_gateway, node_id_for_workload
 from controlplane.translate.bootstrap import XDS_CLUSTER
-from controlplane.translate.context import BACKEND, EGRESS, GATEWAY, SIDECAR_INBOUND, SIDECAR_OUTBOUND, PortContext, ProxyContext
+from controlplane.translate.context import (
+    BACKEND,
+    EGRESS,
+    GATEWAY,
+    SIDECAR_INBOUND,
+    SIDECAR_OUTBOUND,
+    PortContext,
+    ProxyContext,
+)
 from controlplane.translate.features.base import Feature
 from controlplane.translate.features.ext_authz import delegated_key
 from controlplane.translate.features.jsonrpc_denial import DECISION_HEADER

@@ -22,7 +22,13 @@ import base64
 from collections.abc import Iterable
 
 from controlplane.api.base import ResourceKey
-from controlplane.graph.view import AuthorizationGraph, EgressBackendView, EgressView, GatewayView, egress_view
+from controlplane.graph.view import (
+    AuthorizationGraph,
+    EgressBackendView,
+    EgressView,
+    GatewayView,
+    egress_view,
+)
 from controlplane.identity.sds import credential_secret
 from controlplane.translate import clusters, listener, route_config
 from controlplane.translate.context import EGRESS, PortContext, ProxyContext

@@ -36,11 +36,11 @@ from collections.abc import Iterable
 from controlplane.api.base import ResourceKey
 from controlplane.graph.view import (
     AuthorizationGraph,
+    EgressRouteView,
     GatewayView,
     InboundView,
     ListenerView,
     OutboundView,
-    EgressRouteView,
     RouteAttachment,
     SidecarView,
     sidecar_view,
