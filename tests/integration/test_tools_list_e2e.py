@@ -44,7 +44,7 @@ async def test_each_agent_lists_only_the_tools_it_may_call(mesh):
     research = {tool["name"]: tool for tool in await listed_tools(mesh, "research-agent")}
     assert research["echo"]["description"] == "Echoes back the input string"
     assert research["echo"]["inputSchema"]["properties"]["message"]["type"] == "string"
-    started = mesh.envoy.stats("ext_proc.*streams_started")
+    started = mesh.envoy.stats("ext_proc.tools_list.streams_started")
     assert started and all(value > 0 for value in started.values()), started  # Envoy did ask the control plane
 
 
