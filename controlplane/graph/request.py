@@ -6,6 +6,12 @@ from dataclasses import dataclass, field
 
 BASE_EXACT_METHODS = ("initialize", "tools/list", "ping")
 BASE_PREFIX_METHODS = ("completion/", "logging/", "notifications/")
+# A client's JSON-RPC response (its answer to the server's sampling/createMessage, elicitation/create or
+# roots/list): no `method`, so Envoy's MCP filter names it this. MATCH_BASE_PROTOCOL_METHODS admits it,
+# but only a response that carries no request inside it: a body with `result` *and* a method is also
+# named `__jsonrpc_response` by the filter while the MCP server runs the method (features/rbac.py).
+CLIENT_RESPONSE = "__jsonrpc_response"
+CLIENT_RESPONSE_ALIASES = ("response", CLIENT_RESPONSE)  # what `explain --mcp-method` accepts for it
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,8 @@ class Request:
 
     def is_base_protocol(self) -> bool:
         """What MATCH_BASE_PROTOCOL_METHODS lets through (upstream #279)."""
+        if self.mcp_method == CLIENT_RESPONSE:
+            return self.tool is None  # a tool name means the body carried a request: not an answer
         if self.mcp_method is not None:
             return self.mcp_method in BASE_EXACT_METHODS or self.mcp_method.startswith(BASE_PREFIX_METHODS)
         if self.http_method == "GET":
@@ -35,7 +43,10 @@ class Request:
     def build(cls, *, source: str | None, port: int, path: str, http_method: str | None = None,
               host: str = "", headers: dict[str, str] | None = None, mcp_method: str | None = None,
               tool: str | None = None) -> Request:
-        """Fill the defaults a caller means: a tool implies tools/call; an MCP method implies POST."""
+        """Fill the defaults a caller means: a tool implies tools/call; an MCP method implies POST;
+        `response` is the client response's name (`__jsonrpc_response`, as the access log shows it)."""
+        if mcp_method in CLIENT_RESPONSE_ALIASES:
+            mcp_method = CLIENT_RESPONSE
         if tool is not None and mcp_method is None:
             mcp_method = "tools/call"
         if http_method is None:

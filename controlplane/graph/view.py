@@ -28,7 +28,7 @@ from controlplane.graph.guardrails import ResolvedGuardrail, guardrail_on
 from controlplane.graph.listeners import listener_conflicts
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.rate_limits import ResolvedLimit, limits_on
-from controlplane.graph.request import BASE_EXACT_METHODS, BASE_PREFIX_METHODS
+from controlplane.graph.request import BASE_EXACT_METHODS, BASE_PREFIX_METHODS, CLIENT_RESPONSE
 from controlplane.graph.routing import match_precedence, route_age
 from controlplane.graph.rules import ANY_SOURCE, NO_SOURCE, ResolvedRule
 from controlplane.identity.spiffe import spiffe_id, workload_of
@@ -37,6 +37,7 @@ __all__ = [
     "ANY_SOURCE",
     "BASE_EXACT_METHODS",
     "BASE_PREFIX_METHODS",
+    "CLIENT_RESPONSE",
     "NO_SOURCE",
     "AuthorizationGraph",
     "AuthorizerView",

@@ -89,3 +89,17 @@ spec:
                                                                              "table")
     assert explain("quickstart/research-agent", "get-sum")["rate_limits"] == []  # another caller
     assert explain("quickstart/math-agent", "echo")["rate_limits"] == []  # denied: takes no token
+
+
+@pytest.mark.parametrize("name", ["__jsonrpc_response", "response"])
+def test_a_client_response_is_base_protocol_for_a_toolless_agent(capsys, name):
+    code, out, _ = run(capsys, *GATEWAY, "--source", "quickstart/intern-agent", "--mcp-method", name)
+    assert code == 0 and out.startswith("ALLOW:") and "__jsonrpc_response" in out.splitlines()[0]
+
+
+def test_a_response_that_names_a_tool_is_judged_as_no_answer(capsys):
+    """What Envoy's filter reports for a body with `result` and a tools/call inside: denied where the
+    caller may not call that tool (here: no tool at all)."""
+    code, out, _ = run(capsys, *GATEWAY, "--source", "quickstart/intern-agent", "--mcp-method", "__jsonrpc_response",
+                       "--tool", "echo")
+    assert code == 1 and out.startswith("DENY:")

@@ -337,7 +337,64 @@ def test_generated_variants_never_run_a_denied_tool(math, intern, variant):
     assert_never_ran(exchange, denied, nonce)
 
 
+
+
+# --- client responses: answers pass, requests dressed as answers do not ----------------------------------
+# Envoy's MCP filter names any body with a non-null object or string `result` (or any `error`) the method
+# `__jsonrpc_response`, even when it also carries a `method`; the SDK server then runs that method (a
+# `result` loses to the request). MATCH_BASE_PROTOCOL_METHODS admits only responses whose filter group is
+# `unknown` (no method inside).
+
+CALL_ECHO = '"method":"tools/call","params":{"name":"echo","arguments":{"message":"NONCE"}}'
+ANSWERS = {
+    "result": '{"jsonrpc":"2.0","id":5,"result":{}}',
+    "error": '{"jsonrpc":"2.0","id":5,"error":{"code":-1,"message":"declined"}}',
+    "sampling": ('{"jsonrpc":"2.0","id":"s-1","result":{"role":"assistant","content":{"type":"text","text":"hi"},'
+                 '"model":"m","stopReason":"endTurn"}}'),
+}
+DRESSED = {
+    "method then result": '{"jsonrpc":"2.0","id":7,' + CALL_ECHO + ',"result":{}}',
+    "result then method": '{"jsonrpc":"2.0","id":7,"result":{},' + CALL_ECHO + "}",
+    "string result": '{"jsonrpc":"2.0","id":7,"result":"x",' + CALL_ECHO + "}",
+    "escaped result key": '{"jsonrpc":"2.0","id":7,"r\\u0065sult":{},' + CALL_ECHO + "}",
+    "error and method": '{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"x"},' + CALL_ECHO + "}",
+    "no id": '{"jsonrpc":"2.0","result":{},' + CALL_ECHO + "}",
+    "resources/list": '{"jsonrpc":"2.0","id":7,"result":{},"method":"resources/list"}',
+    "tasks/list": '{"jsonrpc":"2.0","id":7,"result":{},"method":"tasks/list"}',
+    "literal name": '{"jsonrpc":"2.0","id":7,"method":"__jsonrpc_response"}',
+}
+
+
+@pytest.mark.parametrize("shape", sorted(ANSWERS))
+def test_a_client_answer_reaches_the_server_for_a_base_protocol_caller(intern, shape):
+    exchange = intern.send(ANSWERS[shape].encode())
+    assert exchange.status == 202 and exchange.log["mcp_method"] == "__jsonrpc_response", exchange
+    assert exchange.log["decision"] is None and exchange.log["details"] == "via_upstream", exchange  # None: allowed
+    assert exchange.log["gateway_result"] == exchange.log["backend_result"] == "allowed", exchange
+
+
+@pytest.mark.parametrize("shape", sorted(DRESSED))
+def test_a_request_dressed_as_an_answer_is_denied(intern, shape):
+    nonce = uuid.uuid4().hex
+    exchange = intern.send(DRESSED[shape].replace("NONCE", nonce).encode())
+    assert_never_ran_any(exchange, nonce)
+    assert exchange.log["mcp_method"] == "__jsonrpc_response", exchange  # what the filter calls it
+    assert exchange.log["details"].startswith("rbac_access_denied"), exchange
+    with_id = '"id":7' in DRESSED[shape]  # the JSON-RPC denial needs an id to answer; else the plain 403
+    assert (exchange.status, '"code":403' in exchange.text) == ((200, True) if with_id else (403, False)), exchange
+
+
+def test_a_dressed_call_of_an_allowed_tool_is_denied_too(math):
+    """The filter reports `__jsonrpc_response` with the tool: neither a call nor an answer, so no rule matches."""
+    body = '{"jsonrpc":"2.0","id":7,"result":{},"method":"tools/call","params":{"name":"get-sum","arguments":{"a":1,"b":2}}}'
+    exchange = math.send(body.encode())
+    assert not exchange.ran and exchange.log["tool"] == "get-sum" and '"code":403' in exchange.text, exchange
+
+
+def assert_never_ran_any(exchange: Exchange, nonce: str) -> None:
+    assert not exchange.ran and f"Echo: {nonce}" not in exchange.text, exchange
+
+
 def test_the_mesh_ran_nothing_it_should_not(mesh):
     """The server's whole record over the module: only math-agent's allowed get-sum calls ever ran."""
     assert {r["tool"] for r in mesh.tools_run()} <= {"get-sum"}, mesh.tools_run()
-

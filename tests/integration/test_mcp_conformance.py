@@ -47,15 +47,9 @@ SUITE_METHODS = {"initialize", "ping", "tools/list", "tools/call", "resources/li
                  "prompts/get", "completion/complete", "logging/setLevel", "notifications/initialized",
                  "notifications/cancelled", "__jsonrpc_response", None}
 # Differences this test found and that are not fixed yet, each with why: the test fails when one
-# disappears (remove it here) or a new one appears.
-_RESPONSE_DENIED = ("the client's answer to the server's request is a JSON-RPC response, which Envoy's MCP filter "
-                    "names `__jsonrpc_response`; MATCH_BASE_PROTOCOL_METHODS does not include it, so the "
-                    "backend-level RBAC denies it (rbac_access_denied_matched_policy[none]) and the tool call "
-                    "times out. Fix: add it to BASE_EXACT_METHODS in controlplane/graph/request.py")
-KNOWN_DIFFERENCES: dict[str, str] = {
-    "tools-call-sampling": _RESPONSE_DENIED,     # sampling/createMessage answered by the client
-    "tools-call-elicitation": _RESPONSE_DENIED,  # elicitation/create answered by the client
-}
+# disappears (remove it here) or a new one appears. (The client's answers to sampling/createMessage and
+# elicitation/create, `__jsonrpc_response`, were one: MATCH_BASE_PROTOCOL_METHODS admits them now.)
+KNOWN_DIFFERENCES: dict[str, str] = {}
 # The conformance server serves most scenarios; fewer passes than this means the run proves nothing.
 MIN_PASSING = 25
 

@@ -7,8 +7,9 @@ reach no XBackend, and the `is_exceeding_limit` guard in every RBAC policy.
 
 from __future__ import annotations
 
-from controlplane.translate.features.mcp import MAX_REQUEST_BODY_BYTES, MCP_FILTER
-from controlplane.translate.features.rbac import fully_parsed
+from controlplane.graph.request import CLIENT_RESPONSE
+from controlplane.translate.features.mcp import GROUP_KEY, MAX_REQUEST_BODY_BYTES, MCP_FILTER, NO_METHOD_GROUP
+from controlplane.translate.features.rbac import client_response, fully_parsed
 from controlplane.translate.roles.gateway import gateway_resources
 from controlplane.xds import resources as types
 from tests.translate.test_gateway_translation import QUICKSTART_GW, _gateway_api_graph, quickstart_graph
@@ -66,3 +67,35 @@ def test_every_allow_policy_refuses_a_body_parsed_in_part():
             (permission,) = policy["permissions"]
             parts = permission.get("andRules", {}).get("rules", [permission])
             assert fully_parsed() in parts, policy
+
+
+def _matchers(rule):
+    """Every node of an RBAC permission tree, each with the AND-ed siblings it sits among."""
+    stack = [(rule, ())]
+    while stack:
+        node, siblings = stack.pop()
+        yield node, siblings
+        for key in ("andRules", "orRules"):
+            children = node.get(key, {}).get("rules", [])
+            stack += [(child, tuple(children) if key == "andRules" else ()) for child in children]
+        if "notRule" in node:
+            stack.append((node["notRule"], ()))
+
+
+def test_a_client_response_is_admitted_only_without_a_method_inside():
+    """The MCP filter names `{"result":{},"method":"tools/call",...}` `__jsonrpc_response` too, and the
+    server runs the tool; only its group (`unknown` for a body without a method) tells the two apart."""
+    listener = _of_type(gateway_resources(quickstart_graph(), QUICKSTART_GW, secrets=[]), types.LISTENER)[0]
+    parser = _mcp_filter(listener)["parserConfig"]
+    assert parser["groupMetadataKey"] == GROUP_KEY
+    groups = {m["method"]: m["group"] for m in parser["methods"]}
+    assert groups[CLIENT_RESPONSE] != NO_METHOD_GROUP and NO_METHOD_GROUP not in groups.values()
+    seen = 0
+    for config in _of_type(gateway_resources(quickstart_graph(), QUICKSTART_GW, secrets=[]), types.ROUTE):
+        for policy in _all_rbac_policies(config):
+            for node, siblings in _matchers(policy["permissions"][0]):
+                matcher = node.get("sourcedMetadata", {}).get("metadataMatcher", {})
+                if matcher.get("value", {}).get("stringMatch", {}).get("exact") == CLIENT_RESPONSE:
+                    seen += 1
+                    assert client_response() in [{"andRules": {"rules": list(siblings)}}], policy
+    assert seen  # the quickstart's MATCH_BASE_PROTOCOL_METHODS rules admit responses

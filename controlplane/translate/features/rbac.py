@@ -33,6 +33,7 @@ from controlplane.graph.view import (
     ANY_SOURCE,
     BASE_EXACT_METHODS,
     BASE_PREFIX_METHODS,
+    CLIENT_RESPONSE,
     NO_SOURCE,
     BackendRefView,
     ListenerView,
@@ -42,7 +43,7 @@ from controlplane.graph.view import (
 from controlplane.translate.cel import compile_condition
 from controlplane.translate.context import BACKEND, GATEWAY, PortContext, ProxyContext
 from controlplane.translate.features.base import Feature
-from controlplane.translate.features.mcp import EXCEEDING_LIMIT_KEY, MCP_FILTER
+from controlplane.translate.features.mcp import EXCEEDING_LIMIT_KEY, GROUP_KEY, MCP_FILTER, NO_METHOD_GROUP
 
 MCP_METADATA = MCP_FILTER
 RBAC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
@@ -169,7 +170,14 @@ def _base_protocol() -> list[dict]:
     stream = _header(":method", {"exact": "GET"})
     close = {"andRules": {"rules": [_header(":method", {"exact": "DELETE"}),
                                     {"header": {"name": "mcp-session-id", "presentMatch": True}}]}}
-    return exact + prefix + [stream, close]
+    return exact + prefix + [client_response(), stream, close]
+
+
+def client_response() -> dict:
+    """A client's answer to a server request, and only that: the MCP filter also names a body with
+    `result` and a `method` `__jsonrpc_response`, but its group then is the method's, never `unknown`."""
+    return {"andRules": {"rules": [_mcp_method_is(CLIENT_RESPONSE),
+                                   _metadata([GROUP_KEY], {"exact": NO_METHOD_GROUP})]}}
 
 
 def _l7_permissions(auth: Authorization) -> list[dict]:
