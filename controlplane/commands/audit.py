@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     paths = [Path(f) for f in args.file or [DEFAULT_FILE]]
     report = ReadReport()
     filters = Filters(since=since, caller=args.caller, tool=args.tool, decision=args.decision)
-    records = list(read_records(paths, filters, report))
+    # in time order: a proxy streams in batches, and several files (the sink's, a proxy's log) interleave
+    records = sorted(read_records(paths, filters, report), key=lambda record: str(record.get("time") or ""))
     for problem in report.problems:
         print(f"agentic-cp audit: {problem}", file=sys.stderr)
     for path, count in report.other_lines.items():

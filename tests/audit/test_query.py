@@ -101,3 +101,13 @@ def test_counters_are_capped_in_label_sets():
     assert 'caller="a"' in text and 'caller="b"' in text and 'caller="c"' not in text
     assert 'agentic_audit_requests_total{backend="_other",caller="_other",decision="_other",tool="_other"} 2.0' in text
     assert "agentic_audit_series_overflow_total 2.0" in text
+
+
+def test_records_of_several_files_are_printed_in_time_order(tmp_path):
+    sink, proxy_log = tmp_path / "audit.jsonl", tmp_path / "gateway.log"
+    sink.write_text(json.dumps({**STDOUT_LINE, "time": "2025-01-01T10:00:02.000Z", "tool": "late"}) + "\n"
+                    + json.dumps({**STDOUT_LINE, "time": "2025-01-01T10:00:00.000Z", "tool": "first"}) + "\n")
+    proxy_log.write_text(json.dumps({**STDOUT_LINE, "time": "2025-01-01T10:00:01.000Z", "tool": "middle"}) + "\n")
+    code, out, _ = run_audit("--file", str(sink), "--file", str(proxy_log), "-o", "json")
+    assert code == 0
+    assert [json.loads(line)["tool"] for line in out.splitlines()] == ["first", "middle", "late"]
