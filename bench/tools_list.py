@@ -26,9 +26,9 @@ from tests.support.mcp_client import RawMcpClient
 from tests.support.mesh import LocalMesh
 
 CALLER = "research-agent"
-PLAIN_RULE = ("  rules:\n", "  rules:\n  - matches: [{path: {type: PathPrefix, value: /plain/mcp}}]\n"
-              "    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, "
-              "replacePrefixMatch: /mcp}}}]\n    backendRefs: [{name: everything, port: 3001}]\n")
+PLAIN_RULE = ("  rules:\n", ("  rules:\n  - matches: [{path: {type: PathPrefix, value: /plain/mcp}}]\n"
+                              "    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, "
+                              "replacePrefixMatch: /mcp}}}]\n    backendRefs: [{name: everything, port: 3001}]\n"))
 
 
 async def _until_served(url: str, cert) -> None:
@@ -92,10 +92,9 @@ def _report(samples: dict[str, list[float]], *, requests: int, streams: int) -> 
 
 
 def run(requests: int = 200) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        with LocalMesh(Path(tmp)) as mesh:
-            mesh.edit("10-gateway.yaml", *PLAIN_RULE)
-            return asyncio.run(_measure(mesh, requests))
+    with tempfile.TemporaryDirectory() as tmp, LocalMesh(Path(tmp)) as mesh:
+        mesh.edit("10-gateway.yaml", *PLAIN_RULE)
+        return asyncio.run(_measure(mesh, requests))
 
 
 if __name__ == "__main__":
