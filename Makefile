@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m tests.support.demo
 
-## make bench: one JSON report of the push path at mesh scale (about 15 minutes on 2 cores); bench-quick: 2 minutes.
+## make bench: one JSON report of the push path at mesh scale and of the tools/list filter through Envoy (about 15 minutes on 2 cores); bench-quick: 2 minutes.
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

@@ -5,7 +5,8 @@ process for an honest peak RSS), `convergence` (simulated Envoys in their own pr
 server and against a bare grpc.aio server sending the same bytes: the ratio is the figure),
 `hot_spots` (old and new code of the profile's hot spots timed side by side), `incremental` (graph and
 translation incrementality), `dependents` (whom an edit rebuilds: every
-view built to decide vs the dependency index), `hostile_files`. Figures are printed, never asserted: these machines
+view built to decide vs the dependency index), `hostile_files`, `tools_list` (a filtered tools/list
+and a tools/call through a real Envoy, the filter on vs off). Figures are printed, never asserted: these machines
 are shared and noisy, so read the ratios; seconds are for orientation.
 
 `python -m bench [--quick]`
@@ -19,15 +20,15 @@ import subprocess
 import sys
 import time
 
-from bench import convergence, dependents, hostile_files, hot_spots, incremental
+from bench import convergence, dependents, hostile_files, hot_spots, incremental, tools_list
 from tests.support.processes import REPO_ROOT, repo_env
 
 PROFILES = {
     "quick": {"pipeline": [300], "convergence": [(300, 100)], "hot_spots": 100, "incremental": [10],
-              "dependents": [20], "hostile_rounds": 1},
+              "dependents": [20], "hostile_rounds": 1, "tools_list": 30},
     "full": {"pipeline": [300, 1000, 3000], "convergence": [(1000, 100), (1000, 1000), (100, 1000)],
              "hot_spots": 300, "incremental": [10, 100],
-             "dependents": [100, 1000], "hostile_rounds": 3},
+             "dependents": [100, 1000], "hostile_rounds": 3, "tools_list": 500},
 }
 
 
@@ -52,7 +53,8 @@ def main(argv: list[str]) -> int:
               "hot_spots": hot_spots.run(rules=profile["hot_spots"]),
               "incremental": incremental.run(profile["incremental"]),
               "dependents": dependents.run(profile["dependents"]),
-              "hostile_files": hostile_files.run(rounds=profile["hostile_rounds"])}
+              "hostile_files": hostile_files.run(rounds=profile["hostile_rounds"]),
+              "tools_list": tools_list.run(profile["tools_list"])}
     report["wall_s"] = round(time.monotonic() - started, 1)
     report["note"] = "ratios compare runs made moments apart on this machine; seconds are for orientation only"
     print(json.dumps(report, indent=2))

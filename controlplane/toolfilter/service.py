@@ -1,10 +1,12 @@
-"""The ext_proc service Envoy calls for each MCP response on a filtered route (gRPC, on the xDS port).
+"""The ext_proc service Envoy calls for each tools/list response on a filtered route (gRPC, on the xDS port).
 
 One ext_proc stream is one HTTP request. Envoy sends the response headers only (that is all its
 listener filter asks for), with the MCP filter's metadata and the caller's certificate URI SAN, path
-and host as attributes. A response to anything but `tools/list` is answered CONTINUE at once; for a
-`tools/list` the answer asks for the whole body (`mode_override`: response body BUFFERED), and the
-body comes back filtered by the graph with its `content-length` set to the new length.
+and host as attributes, and only for a 2xx response to `tools/list` (the feature's matcher skips the
+filter for every other response). Anything else that does arrive (an older listener's config) is
+answered CONTINUE at once, as before; for a `tools/list` the answer asks for the whole body
+(`mode_override`: response body BUFFERED), and the body comes back filtered by the graph with its
+`content-length` set to the new length.
 
 Who may ask: only the proxy the hop names (its xDS client certificate: the gateway's with role
 `gateway`, or the workload's with role `sidecar`). Any

@@ -164,6 +164,7 @@ def test_make_demo_runs_and_agrees_with_explain():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Every call through Envoy matched" in result.stdout
     assert "JSON-RPC error 403" in result.stdout and "The sum of 2 and 3 is 5." in result.stdout
+    assert "tools: get-sum, echo" in result.stdout and "tools: none" in result.stdout  # each agent's list
 
 
 async def test_xds_serves_a_gateway_config_only_to_that_gateways_credentials(mesh):

@@ -7,6 +7,9 @@ manifest in ``testdata/conformance/`` (``FEATURE_MANIFESTS``). The suite's Node 
 client certificate, so it talks plain HTTP to a local TLS-originating Envoy (``tests/support/tls_origin.py``)
 that calls the gateway over mTLS with the SVID of ``quickstart/conformance-agent``, the caller the
 policies name. Scenario names and pass/fail (and which checks failed) must be equal; differences are printed.
+Two features need no manifest, being on for every gateway: the tools/list filter (the caller, allowed
+every tool, must list exactly what the server lists directly, filtered by the control plane) and the
+audit sink (the caller's requests must be in `serve`'s audit file).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from controlplane.cli import main as cli
 from tests.support.conformance import compare, ensure_installed, missing_tools, run_suite
 from tests.support.envoy import EnvoyProcess, free_port, write_config
 from tests.support.ext_authz import serve_ext_authz
+from tests.support.mcp_client import RawMcpClient
 from tests.support.mesh import QUICKSTART, TRUST_DOMAIN, LocalMesh
 from tests.support.processes import wait_for_port
 from tests.support.tls_origin import tls_originating_bootstrap
@@ -31,8 +35,9 @@ from tests.support.tls_origin import tls_originating_bootstrap
 pytestmark = pytest.mark.slow
 
 MANIFESTS = Path(__file__).parent / "testdata" / "conformance"
-# Every gateway feature on main, one manifest each. A new feature (audit log, tools/list filtering, a
-# guardrail) is one more file in testdata/conformance/ and one more line here.
+# Every gateway feature on main that a manifest turns on, one manifest each. A new one (a guardrail) is
+# one more file in testdata/conformance/ and one more line here. Always on, with no manifest, and
+# checked by the test: the tools/list filter (ext_proc) and the audit sink (gRPC access log to `serve`).
 FEATURE_MANIFESTS = (
     "access-policies.yaml",  # XAccessPolicy Allow at the Gateway and the XBackend (RBAC, JSON-RPC denial)
     "external-auth.yaml",    # ExternalAuth at the Gateway (gRPC ext_authz), before the Allow policies
@@ -89,6 +94,14 @@ def start_front_proxy(mesh: LocalMesh, workdir: Path) -> tuple[EnvoyProcess, int
     return front, port
 
 
+async def tool_names(url: str) -> list[str]:
+    async with RawMcpClient(url) as client:
+        assert (await client.initialize()).http_status == 200
+        answer = await client.list_tools()
+        assert answer.result is not None, answer.raw
+        return sorted(tool["name"] for tool in answer.result["tools"])
+
+
 def table(results) -> str:
     return "\n".join(f"  {'PASS' if r.passed else 'FAIL'} {name} {' '.join(r.failed_checks)}"
                      for name, r in sorted(results.items()))
@@ -105,11 +118,15 @@ async def test_conformance_results_are_the_same_through_the_gateway(suite, tmp_p
                                              tmp_path / "direct")
             front, port = await asyncio.to_thread(start_front_proxy, mesh, tmp_path)
             gateway = await asyncio.to_thread(run_suite, f"http://127.0.0.1:{port}/tools/mcp", tmp_path / "gateway")
+            served = await tool_names(f"http://127.0.0.1:{mesh.ports.mcp}/mcp")
+            listed = await tool_names(f"http://127.0.0.1:{port}/tools/mcp")
+            filtered = sum(mesh.envoy.stats("ext_proc.tools_list.streams_started").values())
             access_log = [json.loads(line) for line in mesh.log("envoy.log").splitlines() if line.startswith("{")]
         finally:
             if front is not None:
                 front.stop()
             await asyncio.to_thread(mesh.stop)
+        audit = [json.loads(line) for line in (mesh.state / "audit.jsonl").read_text().splitlines() if line]
     print(f"direct ({sum(r.passed for r in direct.values())}/{len(direct)} passed):\n{table(direct)}")
     print(f"through the gateway ({sum(r.passed for r in gateway.values())}/{len(gateway)} passed):\n{table(gateway)}")
     differences = compare(direct, gateway)
@@ -122,6 +139,11 @@ async def test_conformance_results_are_the_same_through_the_gateway(suite, tmp_p
                 "quickstart/conformance-backend#conformance-long-tool-names"}
     assert calls and all(e["backend_rule"] in deciding for e in calls if e["status"] == 200), \
         "the backend-level Allow policy did not decide"
+    assert len(served) > 5 and listed == served, f"the caller may call every tool: listed {listed}, served {served}"
+    assert filtered > 0, "no tools/list reached the control plane's filter"
+    audited = [r for r in audit if r.get("caller") == caller]
+    assert {r.get("mcp_method") for r in audited} >= {"initialize", "tools/list", "tools/call"}, \
+        "the audit sink did not record the suite's requests"
     for scenario, why in KNOWN_DIFFERENCES.items():
         print(f"known difference {scenario}: {why}")
     unexplained = [line for line in differences if line.split(":")[0] not in KNOWN_DIFFERENCES]

@@ -4,7 +4,9 @@ real `agentic-cp serve`, in front of the real MCP test server.
 The agent (research-agent) speaks plain HTTP to its sidecar as an explicit proxy (127.0.0.1:15001) with the
 tool's Service URL; its sidecar carries the call to the tool's sidecar (15006) over mTLS with the agent's
 SVID, and the tool's sidecar decides with the identity that handshake proved: get-sum (granted) runs,
-echo (not granted) gets a JSON-RPC error and never runs. The tool sidecar's access log names the caller
+echo (not granted) gets a JSON-RPC error and never runs; its tools/list, filtered by the tool's sidecar
+through the control plane's ext_proc service, shows get-sum alone (and only the list made that round
+trip). The tool sidecar's access log names the caller
 by its SPIFFE ID; a client without a mesh certificate gets no connection at 15006; a host the agent may
 not reach is refused by its own sidecar.
 """
@@ -98,6 +100,8 @@ async def test_agent_sidecar_to_tool_sidecar(tmp_path):
         async with RawMcpClient(TOOL_URL, proxy=f"http://127.0.0.1:{OUTBOUND_PORT}") as client:
             opened = await client.initialize()
             assert opened.http_status == 200 and opened.result is not None, opened.raw
+            listed = await client.list_tools()
+            assert [t["name"] for t in listed.result["tools"]] == ["get-sum"], listed.raw  # the server has 4
             allowed = await client.call_tool("get-sum", {"a": 2, "b": 3})
             assert allowed.text == "The sum of 2 and 3 is 5.", allowed.raw
             denied = await client.call_tool("echo", {"message": "hi"})
@@ -111,6 +115,8 @@ async def test_agent_sidecar_to_tool_sidecar(tmp_path):
             assert refused.http_status == 403, refused.raw
 
         assert tools_run(tool_log) == ["get-sum"]  # echo never reached the tool
+        lists = tool.stats("ext_proc.tools_list.streams_started")
+        assert list(lists.values()) == [1], lists  # the inbound listener asked once: for the list alone
         wait_until(lambda: any(e.get("tool") == "echo" for e in access_log(tool)), timeout=10,
                    what="the tool sidecar's access log line for echo")
         decided = {e["tool"]: e for e in access_log(tool) if e.get("mcp_method") == "tools/call"}

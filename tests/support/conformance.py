@@ -85,16 +85,40 @@ def run_suite(url: str, out: Path, *, timeout: float = 300) -> dict[str, Scenari
 
 
 def read_results(out: Path) -> dict[str, ScenarioResult]:
-    """{scenario: result} from the suite's ``server-<scenario>-<timestamp>/checks.json`` folders."""
+    """{scenario: result} from the suite's ``server-<scenario>-<timestamp>/checks.json`` folders.
+
+    A checks.json that cannot be read as the suite writes it (malformed or half-written JSON, not a list
+    of objects, a check without an id or status) is a failed scenario whose one failed check says why:
+    it is never dropped (the comparison would then call it "did not run") and never read as a pass.
+    """
     results: dict[str, ScenarioResult] = {}
     for folder in sorted(out.iterdir()):
         match = _RESULT_DIR.match(folder.name)
-        if not match or not (folder / "checks.json").is_file():
+        if not match or not folder.is_dir() or not (folder / "checks.json").exists():
             continue
-        checks = json.loads((folder / "checks.json").read_text())
-        failed = tuple(sorted(str(c.get("id")) for c in checks if c.get("status") == "FAILURE"))
+        try:
+            failed = _failed_checks(folder / "checks.json")
+        except ValueError as exc:
+            failed = (f"unreadable checks.json: {exc}",)
         results[match["scenario"]] = ScenarioResult(passed=not failed, failed_checks=failed)
     return results
+
+
+def _failed_checks(path: Path) -> tuple[str, ...]:
+    """The ids of the checks that failed, sorted; ValueError (one line) when the file is not the suite's."""
+    try:
+        checks = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    if not isinstance(checks, list) or not checks:
+        raise ValueError(f"expected a non-empty list of checks, got {type(checks).__name__} {str(checks)[:80]}")
+    failed = []
+    for index, check in enumerate(checks):
+        if not isinstance(check, dict) or not isinstance(check.get("status"), str) or "id" not in check:
+            raise ValueError(f"check {index} is not an object with an id and a status: {str(check)[:80]}")
+        if check["status"] == "FAILURE":
+            failed.append(str(check["id"]))
+    return tuple(sorted(failed))
 
 
 def compare(direct: dict[str, ScenarioResult], gateway: dict[str, ScenarioResult]) -> list[str]:

@@ -3,7 +3,9 @@
 It starts the real pieces (`agentic-cp serve` on examples/quickstart, an Envoy gateway bootstrapped by
 `agentic-cp bootstrap`, the MCP test server, agents holding certificates from `agentic-cp identity
 issue`), makes each agent's calls through the gateway over mTLS, and prints what came back beside
-what `agentic-cp explain` says and the rule that decided.
+what `agentic-cp explain` says and the rule that decided. Each agent's `tools/list` shows the tools it
+was given (filtered per caller by the gateway); a listed tool explain would deny, or a tool of the calls
+below it would allow but the list hides, counts as a disagreement.
 """
 
 from __future__ import annotations
@@ -47,9 +49,25 @@ async def run_calls(mesh: LocalMesh, graph: AuthorizationGraph, table: Table) ->
                 expected = explain_gateway(graph, GATEWAY, Request.build(
                     source=source, port=10443, path="/tools/mcp", mcp_method=method, tool=tool))
                 mismatches += seen != expected.decision
+                if method == "tools/list" and answer.result is not None:
+                    mismatches += not _list_agrees(graph, source, _listed(answer))
                 table.add_row(f"{namespace}/{agent}", f"{method} {tool or ''}".strip(), _show(seen),
                               _rule(expected), _result(answer))
     return mismatches
+
+
+def _listed(answer) -> list[str]:
+    return [tool.get("name") for tool in (answer.result or {}).get("tools") or () if isinstance(tool, dict)]
+
+
+def _list_agrees(graph: AuthorizationGraph, source: str, listed: list[str]) -> bool:
+    """Every listed tool is one explain allows, and every tool of CALLS explain allows is listed."""
+    def allowed(tool: str) -> bool:
+        return explain_gateway(graph, GATEWAY, Request.build(source=source, port=10443, path="/tools/mcp",
+                                                             tool=tool)).decision == "allow"
+
+    called = {tool for method, tool, _ in CALLS if method == "tools/call"}
+    return all(allowed(tool) for tool in listed) and all(tool in listed for tool in called if allowed(tool))
 
 
 def _show(decision: str) -> str:
@@ -70,7 +88,7 @@ def _result(answer) -> str:
         return answer.text[:40]
     result = answer.result or {}
     if "tools" in result:
-        return f"{len(result['tools'])} tools"
+        return "tools: " + (", ".join(_listed(answer)) or "none")
     return "ok" if result else f"HTTP {answer.http_status}"
 
 

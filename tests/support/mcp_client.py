@@ -173,11 +173,13 @@ class RawMcpClient:
         timeout: float = 10.0,
         protocol_version: str = PROTOCOL_VERSION,
         proxy: str | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> None:
-        """``proxy``: an explicit HTTP proxy (an agent's sidecar: ``http://127.0.0.1:15001``), never the env's."""
+        """``proxy``: an explicit HTTP proxy (an agent's sidecar: ``http://127.0.0.1:15001``), never the env's.
+        ``extra_headers``: sent with every request (a hostile caller's forged headers, say)."""
         self.url = base_url
         self.session_id: str | None = None
-        self._headers = dict(BASE_HEADERS, **{"mcp-protocol-version": protocol_version})
+        self._headers = dict(BASE_HEADERS, **{"mcp-protocol-version": protocol_version}, **(extra_headers or {}))
         cert_path, key_path = cert if cert is not None else (None, None)
         self._http = httpx2.AsyncClient(
             verify=tls_context(cert=cert_path, key=key_path, ca=ca),
