@@ -44,17 +44,13 @@ def _virtual_host(proxy: ProxyContext, domain: str, entries: list, features: Seq
             routes.append((rule.match_order(index), _route(proxy, rule, match, features)))
     vhost = {"name": f"{proxy.gateway.key.ref}/{domain}", "domains": [domain],
              "routes": [route for _, route in sorted(routes, key=lambda r: r[0])]}
-    configs = _merged(feature.virtual_host_config(proxy, listener) for feature in features)
-    if configs:
-        vhost["typedPerFilterConfig"] = configs
+    add_typed_per_filter_config(vhost, (feature.virtual_host_config(proxy, listener) for feature in features))
     return vhost
 
 
 def _route(proxy: ProxyContext, rule: RouteRuleView, match: RouteMatch, features: Sequence) -> dict:
     route: dict = {"name": rule.name, "match": _match(match)}
-    configs = _merged(feature.route_config(proxy, rule) for feature in features)
-    if configs:
-        route["typedPerFilterConfig"] = configs
+    add_typed_per_filter_config(route, (feature.route_config(proxy, rule) for feature in features))
     filters: dict[str, RouteFilter] = {f.type: f for f in rule.filters}
     if "RequestRedirect" in filters:
         route["redirect"] = _redirect(filters["RequestRedirect"].request_redirect, match)
@@ -76,10 +72,15 @@ def _weighted_cluster(proxy: ProxyContext, ref: BackendRefView, features: Sequen
     entry: dict = {"name": backend_cluster_name(ref), "weight": ref.weight}
     if ref.backend.hostname:
         entry["hostRewriteLiteral"] = ref.backend.hostname
-    configs = _merged(feature.weighted_cluster_config(proxy, ref) for feature in features)
-    if configs:
-        entry["typedPerFilterConfig"] = configs
+    add_typed_per_filter_config(entry, (feature.weighted_cluster_config(proxy, ref) for feature in features))
     return entry
+
+
+def add_typed_per_filter_config(target: dict, parts) -> None:
+    """The features' per-filter configs of one virtual host, route or weighted cluster, merged; none: no key."""
+    configs = _merged(parts)
+    if configs:
+        target["typedPerFilterConfig"] = configs
 
 
 def _merged(parts) -> dict:

@@ -12,3 +12,15 @@ that builds its resources from its view with the same builders and a `ProxyConte
 it; a feature that must behave differently in that role checks `proxy.role` in its own hooks. The view
 query it needs goes in graph/view.py, and the controller (controller.py) publishes it under its node id.
 """
+
+from __future__ import annotations
+
+from controlplane.xds.resources import Resource
+
+
+def unique_resources(resources: list[Resource]) -> list[Resource]:
+    """One resource per type and name, the first one built, in (type, name) order."""
+    seen: dict[str, Resource] = {}
+    for resource in resources:
+        seen.setdefault(f"{resource.type_url} {resource.name}", resource)
+    return [seen[key] for key in sorted(seen)]

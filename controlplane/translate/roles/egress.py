@@ -34,6 +34,7 @@ from controlplane.translate import clusters, listener, route_config
 from controlplane.translate.context import EGRESS, PortContext, ProxyContext
 from controlplane.translate.features import FEATURES
 from controlplane.translate.features.credential_injector import credential_secret_name, protocol_options
+from controlplane.translate.roles import unique_resources
 from controlplane.xds.resources import CLUSTER, LISTENER, ROUTE, SECRET, Resource
 
 ROLE = EGRESS
@@ -58,7 +59,7 @@ def resources_for(view: EgressView, *, secrets: Iterable[Resource], system_ca: s
            Resource(ROUTE, route_config.route_config_name(port.port), _routes(proxy, view))]
     out += [Resource(CLUSTER, _cluster_name(entry), _cluster(entry, system_ca)) for entry in view.backends]
     out += [r for feature in FEATURES for r in feature.resources(proxy)]
-    return _merged(out)
+    return unique_resources(out)
 
 
 def credential_secrets(view: EgressView) -> list[Resource]:
@@ -99,26 +100,10 @@ def _virtual_host(proxy: ProxyContext, rule, hostnames: tuple[str, ...]) -> dict
     ref = rule.backends[0]
     cluster: dict = {"name": clusters.backend_cluster_name(ref), "weight": 1,
                      "hostRewriteLiteral": ref.backend.hostname}
-    _add_configs(cluster, (f.weighted_cluster_config(proxy, ref) for f in FEATURES))
+    route_config.add_typed_per_filter_config(cluster, (f.weighted_cluster_config(proxy, ref) for f in FEATURES))
     route: dict = {"name": rule.name, "match": {"prefix": "/"},
                    "route": {"weightedClusters": {"clusters": [cluster]}, "timeout": "0s"}}
-    _add_configs(route, (f.route_config(proxy, rule) for f in FEATURES))
+    route_config.add_typed_per_filter_config(route, (f.route_config(proxy, rule) for f in FEATURES))
     vhost: dict = {"name": f"egress/{ref.backend.key.ref}", "domains": list(hostnames), "routes": [route]}
-    _add_configs(vhost, (f.virtual_host_config(proxy, proxy.gateway.listeners[0]) for f in FEATURES))
+    route_config.add_typed_per_filter_config(vhost, (f.virtual_host_config(proxy, proxy.gateway.listeners[0]) for f in FEATURES))
     return vhost
-
-
-def _add_configs(target: dict, parts) -> None:
-    merged: dict = {}
-    for part in parts:
-        merged.update(part)
-    if merged:
-        target["typedPerFilterConfig"] = merged
-
-
-def _merged(resources: list[Resource]) -> list[Resource]:
-    """One resource per type and name, the first one built, in (type, name) order."""
-    seen: dict[str, Resource] = {}
-    for resource in resources:
-        seen.setdefault(f"{resource.type_url} {resource.name}", resource)
-    return [seen[key] for key in sorted(seen)]

@@ -14,6 +14,7 @@ from controlplane.graph.view import AuthorizationGraph, GatewayView, gateway_vie
 from controlplane.translate import clusters, listener, route_config
 from controlplane.translate.context import PortContext, ProxyContext
 from controlplane.translate.features import FEATURES
+from controlplane.translate.roles import unique_resources
 from controlplane.xds.resources import LISTENER, ROUTE, Resource
 
 ROLE = "gateway"
@@ -33,7 +34,7 @@ def resources_for(view: GatewayView, *, secrets: Iterable[Resource]) -> list[Res
         out.append(Resource(ROUTE, route_config.route_config_name(port.port),
                             route_config.route_configuration(port, FEATURES)))
     extra = _backend_clusters(view) + [r for feature in FEATURES for r in feature.resources(proxy)]
-    return out + _merged(extra)
+    return out + unique_resources(extra)
 
 
 def _ports(proxy: ProxyContext) -> list[PortContext]:
@@ -48,11 +49,3 @@ def _backend_clusters(view: GatewayView) -> list[Resource]:
     """Clusters of every backend the Gateway routes to (a zero weight included: a weight may change)."""
     return [resource for gateway_listener in view.listeners for attachment in gateway_listener.routes
             for ref in attachment.rule.backends for resource in clusters.backend_clusters(ref)]
-
-
-def _merged(resources: list[Resource]) -> list[Resource]:
-    """One resource per type and name, the first one built, in (type, name) order."""
-    seen: dict[str, Resource] = {}
-    for resource in resources:
-        seen.setdefault(f"{resource.type_url} {resource.name}", resource)
-    return [seen[key] for key in sorted(seen)]

@@ -49,6 +49,7 @@ from controlplane.identity.sds import TRUST_BUNDLE_SECRET, WORKLOAD_CERT_SECRET
 from controlplane.translate import clusters, listener, route_config
 from controlplane.translate.context import ADS, SIDECAR_INBOUND, SIDECAR_OUTBOUND, PortContext, ProxyContext
 from controlplane.translate.features import FEATURES
+from controlplane.translate.roles import unique_resources
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource
 
 INBOUND_PORT, OUTBOUND_PORT, ADMIN_PORT = 15006, 15001, 15000  # Istio's well-known ports
@@ -70,7 +71,7 @@ def resources_for(view: SidecarView, *, secrets: Iterable[Resource]) -> list[Res
         out += _outbound(view, secrets)
     if out:
         out += secrets
-    return _merged(out)
+    return unique_resources(out)
 
 
 # --- inbound --------------------------------------------------------------------------------------------
@@ -108,12 +109,12 @@ def _inbound_routes(proxy: ProxyContext, served: list[InboundView]) -> dict:
     for entry in served:
         ref = entry.rule.backends[0]
         cluster: dict = {"name": inbound_cluster_name(entry.app_port), "weight": 1}
-        _add_configs(cluster, (f.weighted_cluster_config(proxy, ref) for f in FEATURES))
+        route_config.add_typed_per_filter_config(cluster, (f.weighted_cluster_config(proxy, ref) for f in FEATURES))
         route: dict = {"name": entry.rule.name, "match": {"prefix": "/"},
                        "route": {"weightedClusters": {"clusters": [cluster]}, "timeout": "0s"}}
-        _add_configs(route, (f.route_config(proxy, entry.rule) for f in FEATURES))
+        route_config.add_typed_per_filter_config(route, (f.route_config(proxy, entry.rule) for f in FEATURES))
         vhost: dict = {"name": f"inbound/{entry.service.ref}", "domains": list(entry.hostnames), "routes": [route]}
-        _add_configs(vhost, (f.virtual_host_config(proxy, side) for f in FEATURES))
+        route_config.add_typed_per_filter_config(vhost, (f.virtual_host_config(proxy, side) for f in FEATURES))
         vhosts.append(vhost)
     config = {"name": route_config.route_config_name(INBOUND_PORT), "virtualHosts": vhosts,
               "ignorePortInHostMatching": True}
@@ -225,22 +226,3 @@ def _capture_target(lst: dict) -> dict:
                     continue
                 fmt["jsonFormat"] = {**fmt["jsonFormat"], "original_destination": "%DOWNSTREAM_LOCAL_ADDRESS%"}
     return lst | {"listenerFilters": [ORIGINAL_DST_FILTER], "useOriginalDst": True}
-
-
-# --- helpers --------------------------------------------------------------------------------------------
-
-
-def _add_configs(target: dict, parts) -> None:
-    merged: dict = {}
-    for part in parts:
-        merged.update(part)
-    if merged:
-        target["typedPerFilterConfig"] = merged
-
-
-def _merged(resources: list[Resource]) -> list[Resource]:
-    """One resource per type and name, the first one built, in (type, name) order."""
-    seen: dict[str, Resource] = {}
-    for resource in resources:
-        seen.setdefault(f"{resource.type_url} {resource.name}", resource)
-    return [seen[key] for key in sorted(seen)]
