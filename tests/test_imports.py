@@ -23,6 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "controlplane"
 ALLOWED: dict[str, tuple[str, ...]] = {
     "controlplane.logs": (),
     "controlplane.addresses": (),
+    "controlplane.inflate": (),  # bounded decompression for the body-reading services
     "controlplane.serve_log": (),  # the lines serve logs; takes ChangeSets and Snapshots, imports none
     "controlplane.api": ("logs",),
     "controlplane.identity": ("logs", "protos"),  # protos: the identity API's generated messages
@@ -42,8 +43,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "controlplane.webhook": ("logs", "identity", "translate.injection"),
     # the audit sink: Envoy's access log service, authorized as ADS is (identity.xds_auth, xds.peer)
     "controlplane.audit": ("logs", "identity", "xds.peer"),
-    "controlplane.toolfilter": ("logs", "api", "graph", "identity", "xds.peer"),  # the tools/list ext_proc service
-    "controlplane.guardrail": ("logs",),  # a program of its own, beside the proxy: shares nothing upstream
+    "controlplane.toolfilter": ("logs", "inflate", "api", "graph", "identity", "xds.peer"),  # the tools/list ext_proc service
+    "controlplane.guardrail": ("logs", "inflate"),  # a program of its own, beside the proxy: shares nothing upstream
 }
 COMPOSITION_ROOTS = ("controlplane.controller", "controlplane.cli", "controlplane.kube.serve", "controlplane.isolation", "controlplane.__main__",
                      "controlplane.commands", "controlplane.commands.common", "controlplane.commands.analyze",

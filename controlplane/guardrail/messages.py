@@ -9,10 +9,11 @@ unreadable body through would be bypassed by compressing or mangling it.
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from controlplane.inflate import BodyTooLarge, CorruptBody, TruncatedBody, bounded_inflate
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # read at most this much, after decompression
 MAX_STRINGS = 100_000  # string leaves of one message
@@ -41,15 +42,11 @@ def decoded(body: bytes, content_encoding: str = "") -> bytes:
     if encoding in ("gzip", "x-gzip", "deflate") or body[:2] == GZIP_MAGIC:
         wbits = 31 if (encoding != "deflate" or body[:2] == GZIP_MAGIC) else 15
         try:
-            inflater = zlib.decompressobj(wbits)
-            plain = inflater.decompress(body, MAX_BODY_BYTES + 1)
-        except zlib.error as error:
+            return bounded_inflate(body, wbits=wbits, limit=MAX_BODY_BYTES)
+        except (CorruptBody, TruncatedBody) as error:
             raise Unreadable(f"corrupt {encoding or 'gzip'} body: {error}") from None
-        if len(plain) > MAX_BODY_BYTES or inflater.unconsumed_tail:
-            raise Unreadable(f"body is over {MAX_BODY_BYTES} bytes once decompressed")
-        if not inflater.eof:
-            raise Unreadable(f"corrupt {encoding or 'gzip'} body: truncated")
-        return plain
+        except BodyTooLarge:
+            raise Unreadable(f"body is over {MAX_BODY_BYTES} bytes once decompressed") from None
     if encoding not in ("", "identity"):
         raise Unreadable(f"content-encoding {encoding[:40]!r} is not readable")
     if len(body) > MAX_BODY_BYTES:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import gzip
 import json
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from controlplane.inflate import BodyTooLarge, CorruptBody, TruncatedBody, bounded_inflate
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # decoded; Envoy buffers at most its buffer limit (1 MiB) before this
 MAX_TOOLS = 10_000  # a list longer than this is refused rather than decided tool by tool
@@ -70,16 +71,14 @@ def _decode(body: bytes, encoding: str | None) -> bytes:
         return body
     if encoding not in ("gzip", "x-gzip"):
         raise Unfilterable(f"content-encoding {encoding!r} is not gzip or identity")
-    inflater = zlib.decompressobj(wbits=31)  # gzip framing; bounded: a small bomb cannot fill memory
     try:
-        raw = inflater.decompress(body, MAX_BODY_BYTES + 1)
-    except zlib.error as exc:
+        return bounded_inflate(body, wbits=31, limit=MAX_BODY_BYTES)  # gzip framing
+    except CorruptBody as exc:
         raise Unfilterable(f"gzip body does not inflate: {exc}") from None
-    if len(raw) > MAX_BODY_BYTES or inflater.unconsumed_tail:
-        raise Unfilterable(f"gzip body inflates past {MAX_BODY_BYTES} bytes")
-    if not inflater.eof:
-        raise Unfilterable("gzip body is truncated")
-    return raw
+    except BodyTooLarge:
+        raise Unfilterable(f"gzip body inflates past {MAX_BODY_BYTES} bytes") from None
+    except TruncatedBody:
+        raise Unfilterable("gzip body is truncated") from None
 
 
 def _encode(raw: bytes, encoding: str | None) -> bytes:
