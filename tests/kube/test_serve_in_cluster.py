@@ -12,7 +12,8 @@ import yaml
 from controlplane.cli import _in_kubernetes, _parser
 from controlplane.controller import Settings
 from controlplane.identity.xds_auth import node_id_for_gateway
-from controlplane.kube.kinds import GATEWAY, HTTPROUTE, XACCESSPOLICY
+from controlplane.kube.kinds import GATEWAY, GUARDRAILPOLICY, HTTPROUTE, XACCESSPOLICY
+from controlplane.xds.resources import CLUSTER
 from tests.kube.fakeapi import FakeApiServer
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
@@ -71,6 +72,57 @@ async def test_serve_from_a_cluster_publishes_config_and_writes_statuses(tmp_pat
             api.create(extra)
         refused = await wait_for(lambda: (api.get(XACCESSPOLICY, "quickstart", "extra-4") or {}).get("status"))
         assert condition(refused["ancestors"][0], "Accepted")["reason"] == "LimitPerTargetExceeded"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await api.stop()
+
+
+GUARDRAIL = {
+    "apiVersion": "governance.agentic-cp.dev/v1alpha1", "kind": "GuardrailPolicy",
+    "metadata": {"name": "secrets", "namespace": "quickstart"},
+    "spec": {"targetRefs": [{"group": "agentic.networking.x-k8s.io", "kind": "XBackend", "name": "everything-mcp"}],
+             "service": {"address": "127.0.0.1:9002"}},
+}
+
+
+def serve_control_plane(tmp_path, kubeconfig):
+    args = _parser().parse_args(["serve", "--kubeconfig", str(kubeconfig), "--state-dir", str(tmp_path / "state"),
+                                 "--namespace", "agentic-system", "--xds-address", "127.0.0.1:0",
+                                 "--admin-address", "127.0.0.1:0"])
+    return _in_kubernetes(args, Settings(state_dir=tmp_path / "state", trust_domain="cluster.local",
+                                         xds_address="127.0.0.1:0", admin_address="127.0.0.1:0"))
+
+
+def guardrail_clusters(control_plane) -> list[str]:
+    snapshot = control_plane.cache.get(NODE)
+    return [] if snapshot is None else sorted(n for n in snapshot.resources(CLUSTER) if n.startswith("guardrail/"))
+
+
+async def test_a_guardrail_policy_in_the_cluster_is_programmed_and_gets_its_status(tmp_path):
+    api = FakeApiServer()
+    await api.start()
+    for obj in quickstart_objects():
+        api.create(obj)
+    api.create(copy.deepcopy(GUARDRAIL))
+    control_plane = serve_control_plane(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+    task = asyncio.create_task(control_plane.run())
+    try:
+        assert await wait_for(lambda: guardrail_clusters(control_plane)) == ["guardrail/address/127.0.0.1/9002"]
+        status = await wait_for(lambda: (api.get(GUARDRAILPOLICY, "quickstart", "secrets") or {}).get("status"))
+        [ancestor] = status["ancestors"]
+        assert ancestor["ancestorRef"]["kind"] == "XBackend" and ancestor["ancestorRef"]["name"] == "everything-mcp"
+        assert condition(ancestor, "Accepted")["status"] == "True"
+        # A second guardrail on the same XBackend loses to the older one, and says so.
+        later = copy.deepcopy(GUARDRAIL)
+        later["metadata"]["name"] = "later"
+        api.create(later)
+        refused = await wait_for(lambda: (api.get(GUARDRAILPOLICY, "quickstart", "later") or {}).get("status"))
+        assert condition(refused["ancestors"][0], "Accepted")["reason"] == "Conflicted"
+        # Deleted: the guardrail leaves the proxy's config.
+        api.delete(GUARDRAILPOLICY, "quickstart", "secrets")
+        api.delete(GUARDRAILPOLICY, "quickstart", "later")
+        await wait_for(lambda: guardrail_clusters(control_plane) == [])
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
