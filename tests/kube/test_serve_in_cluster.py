@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
+import logging
 from pathlib import Path
 
 import yaml
 
 from controlplane.cli import _in_kubernetes, _parser
 from controlplane.controller import Settings
+from controlplane.sources.kubernetes import KubernetesSource
 from controlplane.identity.xds_auth import node_id_for_gateway
 from controlplane.kube.kinds import GATEWAY, GUARDRAILPOLICY, HTTPROUTE, XACCESSPOLICY
 from controlplane.xds.resources import CLUSTER
-from tests.kube.fakeapi import FakeApiServer
+from tests.kube.fakeapi import FakeApiServer, flag
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 NODE = node_id_for_gateway("quickstart", "agent-gateway")
@@ -123,6 +126,55 @@ async def test_a_guardrail_policy_in_the_cluster_is_programmed_and_gets_its_stat
         api.delete(GUARDRAILPOLICY, "quickstart", "secrets")
         api.delete(GUARDRAILPOLICY, "quickstart", "later")
         await wait_for(lambda: guardrail_clusters(control_plane) == [])
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await api.stop()
+
+
+def list_requests(api, plural):
+    return [r for r in api.requests if r.method == "GET" and r.path.endswith("/" + plural) and not flag(r.query, "watch")]
+
+
+async def test_a_cluster_without_our_crds_serves_the_rest_and_reads_them_once_installed(tmp_path, caplog,
+                                                                                      monkeypatch):
+    """RateLimitPolicy's and GuardrailPolicy's CRDs are not installed: their group answers 404. The
+    rest is served, each missing kind is logged once (however often it is retried), and the kinds are
+    read when the CRDs appear, without a restart: the official client's CustomObjectsApi asks for the
+    path itself at every list, with no discovery cache to refresh."""
+    monkeypatch.setattr("controlplane.kube.serve.KubernetesSource",
+                        functools.partial(KubernetesSource, failure_retry=0.1))  # instead of 30s
+    caplog.set_level(logging.INFO, logger="controlplane.controller")
+    api = FakeApiServer()
+    await api.start()
+    for plural in ("ratelimitpolicies", "guardrailpolicies"):
+        api.uninstall(plural)
+    for obj in quickstart_objects():
+        api.create(obj)
+    api.create(copy.deepcopy(GUARDRAIL))
+    control_plane = serve_control_plane(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+    task = asyncio.create_task(control_plane.run())
+    try:
+        await wait_for(lambda: control_plane.cache.get(NODE) is not None)  # the rest is served
+        await wait_for(lambda: len(list_requests(api, "guardrailpolicies")) >= 4)  # retried, still alive
+        assert not task.done()
+        assert api.watch_requests("guardrailpolicies") == [] and api.watch_requests("ratelimitpolicies") == []
+        assert guardrail_clusters(control_plane) == []
+        missing = [r.getMessage() for r in caplog.records if "cannot read a kind" in r.getMessage()]
+        print("\n".join(missing))
+        assert len(missing) == 2  # one line per missing kind, not one per retry
+        for resource in ("ratelimitpolicies.governance.agentic-cp.dev", "guardrailpolicies.governance.agentic-cp.dev"):
+            [line] = [m for m in missing if resource in m]
+            assert "CRD is not installed" in line and "helm upgrade" in line
+        assert (api.get(GUARDRAILPOLICY, "quickstart", "secrets") or {}).get("status") is None
+
+        for plural in ("ratelimitpolicies", "guardrailpolicies"):
+            api.install(plural)
+        assert await wait_for(lambda: guardrail_clusters(control_plane)) == ["guardrail/address/127.0.0.1/9002"]
+        status = await wait_for(lambda: (api.get(GUARDRAILPOLICY, "quickstart", "secrets") or {}).get("status"))
+        assert condition(status["ancestors"][0], "Accepted")["status"] == "True"
+        cleared = [r.getMessage() for r in caplog.records if r.getMessage().startswith("problem cleared")]
+        assert sum("guardrailpolicies" in m for m in cleared) == 1
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
