@@ -13,9 +13,9 @@ import yaml
 
 from controlplane.cli import _in_kubernetes, _parser
 from controlplane.controller import Settings
-from controlplane.sources.kubernetes import KubernetesSource
 from controlplane.identity.xds_auth import node_id_for_gateway
 from controlplane.kube.kinds import GATEWAY, GUARDRAILPOLICY, HTTPROUTE, XACCESSPOLICY
+from controlplane.sources.kubernetes import KubernetesSource
 from controlplane.xds.resources import CLUSTER
 from tests.kube.fakeapi import FakeApiServer, flag
 
