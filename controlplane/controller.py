@@ -382,11 +382,19 @@ def _workload_keys(change: ChangeSet) -> set[ResourceKey]:
 MAX_PROBLEM_LINES = 20  # per origin and change; the rest is counted (`agentic-cp validate` lists them all)
 
 
+def _whole_kind(problem: Problem) -> bool:
+    """A kind the cluster refused to list (kube/watch.py's Failure: a missing CRD, a missing grant), not one object."""
+    return bool(problem.kind) and not problem.name and not problem.field
+
+
 def _log_problem_changes(origin: str, before: list[Problem], after: list[Problem]) -> None:
     """Log a problem once when it appears and once when it clears, not again at every reload."""
     previous, current = set(before), set(after)
-    for verb, level, problems in (("invalid resource (kept out, last good version stays)", logging.WARNING,
-                                   [p for p in after if p not in previous]),
+    appeared = [p for p in after if p not in previous]
+    for verb, level, problems in (("cannot read a kind (its objects kept out)", logging.WARNING,
+                                   [p for p in appeared if _whole_kind(p)]),
+                                  ("invalid resource (kept out, last good version stays)", logging.WARNING,
+                                   [p for p in appeared if not _whole_kind(p)]),
                                   ("problem cleared", logging.INFO, [p for p in before if p not in current])):
         for problem in problems[:MAX_PROBLEM_LINES]:
             log.log(level, "%s: %s", verb, clip(str(problem), 1000))

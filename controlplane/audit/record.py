@@ -18,6 +18,7 @@ MCP_NAMESPACE = "envoy.filters.http.mcp"
 RBAC_NAMESPACE = "envoy.filters.http.rbac"
 DECISION_HEADER = "x-agentic-decision"  # every local refusal carries it (features/jsonrpc_denial.py)
 LIMIT_HEADER = "x-agentic-limit"  # the limits of the level that limited (features/local_rate_limit.py)
+GUARDRAIL_HEADER = "x-agentic-guardrail"  # NS/POLICY#REASON of a guardrail's block (controlplane/guardrail/server.py)
 SESSION_HEADER = "mcp-session-id"
 ALLOW = "allow"
 DECISIONS = (ALLOW, "denied", "limited", "blocked")
@@ -41,7 +42,7 @@ METADATA_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
 # The record, in this order: what the sink writes and `agentic-cp audit -o json` prints.
 FIELDS = ("time", "proxy", "role", "caller", "backend", "http_method", "path", "mcp_method", "tool", "resource",
           "jsonrpc_id", "decision", "gateway_rule", "backend_rule", "gateway_result", "backend_result",
-          "gateway_extauth_rule", "backend_extauth_rule", "limit", "status", "details", "flags", "duration_ms",
+          "gateway_extauth_rule", "backend_extauth_rule", "limit", "guardrail", "status", "details", "flags", "duration_ms",
           "request_id", "session_id", "mcp_partial", "upstream", "route")
 
 # ResponseFlags fields -> Envoy's short codes (%RESPONSE_FLAGS%), so both sources say "RL", "UAEX", ...
@@ -107,7 +108,8 @@ def from_entry(entry: Any, *, proxy: str, role: str) -> dict[str, Any]:
     if response is not None:
         headers = response.response_headers or {}
         raw.update({"status": response.response_code, "details": response.response_code_details,
-                    "decision": headers.get(DECISION_HEADER), "limit": headers.get(LIMIT_HEADER)})
+                    "decision": headers.get(DECISION_HEADER), "limit": headers.get(LIMIT_HEADER),
+                    "guardrail": headers.get(GUARDRAIL_HEADER)})
     return raw
 
 

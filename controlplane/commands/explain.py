@@ -92,6 +92,7 @@ def table(request: Request, decision: explain_mod.Decision) -> list[str]:
     lines += [f"  {level.level:<8} {level.target}: {level.decision} - {level.reason}" for level in decision.levels]
     lines += [f"  requires the external authorizer to allow: {ext}" for ext in decision.external_auth]
     lines += [f"  rate limited by: {limit}" for limit in decision.rate_limits]
+    lines += [f"  judged by the guardrail: {guardrail.describe()}" for guardrail in decision.guardrails]
     if not decision.levels:
         lines.append(f"  {decision.reason}")
     return lines

@@ -8,6 +8,8 @@ the answer names it as a condition), and the Allow policies of the level are OR-
 of any of them allows. A level with no Allow policy allows; traffic with no policy on its path is
 allowed, as upstream does. An allowed `tools/call` also names the RateLimitPolicy limits it takes a
 token from (`rate_limits`): which limit applies, not whether its bucket has tokens left (only Envoy knows).
+An allowed call whose method a GuardrailPolicy judges names that guardrail per level (`guardrails`): the
+policy, its service, what it inspects and how it fails; whether it would block is the service's to say.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from controlplane.api.base import ResourceKey
 from controlplane.api.gateway import Gateway
 from controlplane.graph import fragments
 from controlplane.graph.admission import seniority
+from controlplane.graph.guardrails import guardrail_on
 from controlplane.graph.listeners import listener_conflicts
 from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.rate_limits import limits_on
@@ -39,6 +42,23 @@ class LevelResult:
     policies: list[str] = field(default_factory=list)
     external_auth: list[str] = field(default_factory=list)
     rate_limits: list[str] = field(default_factory=list)  # the limits an allowed call takes a token from
+    guardrail: GuardrailInForce | None = None  # the guardrail that judges an allowed call's bodies here
+
+
+@dataclass
+class GuardrailInForce:
+    """The GuardrailPolicy of one level, as an operator reads it."""
+
+    policy: str  # NS/NAME
+    service: str  # `address HOST:PORT` or `Service NS/NAME:PORT`
+    inspect: str  # Requests | Responses | Both
+    methods: list[str]
+    failure_mode: str  # Closed | Open
+    timeout: str
+
+    def describe(self) -> str:
+        return (f"{self.policy} -> {self.service} (inspect {self.inspect}, failure mode {self.failure_mode}, "
+                f"timeout {self.timeout})")
 
 
 @dataclass
@@ -62,12 +82,23 @@ class Decision:
     def rate_limits(self) -> list[str]:
         return [limit for level in self.levels for limit in level.rate_limits] if self.decision == ALLOW else []
 
+    @property
+    def guardrails(self) -> list[GuardrailInForce]:
+        """Gateway first, then backend: the order Envoy runs them in (a refused call is never inspected)."""
+        if self.decision != ALLOW:
+            return []
+        return [level.guardrail for level in self.levels if level.guardrail is not None]
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["matched_rules"] = self.matched_rules
         data["deciding_rules"] = self.matched_rules if self.decision == ALLOW else []
         data["requires_external_auth"] = self.external_auth
         data["rate_limits"] = self.rate_limits
+        data["guardrails"] = [asdict(g) for g in self.guardrails]
+        for level in data["levels"]:
+            if self.decision != ALLOW:
+                level["guardrail"] = None
         return data
 
 
@@ -169,6 +200,22 @@ def policies_on(graph: AuthorizationGraph, target_id: str, listener: str | None)
     return sorted(unique.values(), key=lambda v: _seniority(graph, v.key))
 
 
+def _guardrail_in_force(graph: AuthorizationGraph, target_id: str, listener: str | None,
+                        request: Request) -> GuardrailInForce | None:
+    """The level's guardrail, if it judges this request's MCP method (a non-MCP request: never)."""
+    guardrail = guardrail_on(graph.graph, target_id, listener)
+    policy = graph.get(guardrail.policy) if guardrail is not None else None
+    if policy is None or request.mcp_method is None:
+        return None
+    if "*" not in guardrail.methods and request.mcp_method not in guardrail.methods:
+        return None
+    service, ref = policy.spec.service, policy.spec.service.backend_ref
+    where = (f"address {service.address}" if service.address is not None
+             else f"Service {ref.namespace or policy.namespace}/{ref.name}:{ref.port}")
+    return GuardrailInForce(policy.key.ref, where, policy.spec.inspect.value, list(guardrail.methods),
+                            policy.spec.failure_mode.value, service.timeout)
+
+
 def _seniority(graph: AuthorizationGraph, key: ResourceKey):
     return seniority(graph.get(key))
 
@@ -180,7 +227,8 @@ def _evaluate_level(graph: AuthorizationGraph, level: str, target_id: str, reque
     result = LevelResult(level, target, ALLOW, "", policies=[f"{v.key.ref}" for v in views],
                          rate_limits=[lim.describe() for lim in limits_on(graph.graph, target_id, listener)
                                       if request.mcp_method == "tools/call" and lim.applies(request.source,
-                                                                                              request.tool)])
+                                                                                              request.tool)],
+                         guardrail=_guardrail_in_force(graph, target_id, listener, request))
     for view in (v for v in views if v.action is Action.EXTERNAL_AUTH):
         if any(rule.matches(request) for rule in view.rules):
             ref = view.external_auth.backend_ref

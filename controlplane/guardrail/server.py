@@ -24,6 +24,7 @@ from controlplane.guardrail.messages import NO_ID
 
 PROCESS_METHOD = "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
 DECISION_HEADER = "x-agentic-decision"
+GUARDRAIL_HEADER = "x-agentic-guardrail"  # NS/POLICY#REASON of a block, for the audit record (audit/record.py)
 BLOCKED = "blocked"
 BLOCKED_CODE = 403  # the project's JSON-RPC code for a refused call (features/jsonrpc_denial.py)
 log = logging.getLogger("agentic_cp.guardrail")
@@ -110,7 +111,7 @@ class GuardrailService:
     def _immediate(self, exchange: Exchange, block: Block):
         core, _, pb, http_type = _pb()
         request_id = exchange.request_id
-        headers = [(DECISION_HEADER, BLOCKED)]
+        headers = [(DECISION_HEADER, BLOCKED), (GUARDRAIL_HEADER, f"{exchange.settings.policy or '-'}#{block.reason}")]
         if request_id is NO_ID:
             status, body = http_type.StatusCode.Forbidden, b""
         else:

@@ -3,7 +3,7 @@
 Why a table: the Kubernetes source treats every kind the same way (list, watch, diff), so all it needs
 is the coordinates of each one; `kube.typed` turns them into the official client's call. Versions are the
 ones upstream kube-agentic-networking's controller reads (XAccessPolicy v1alpha1, XBackend v0alpha0,
-ReferenceGrant v1beta1).
+ReferenceGrant v1beta1); this project's own kinds (RateLimitPolicy, GuardrailPolicy) are v1alpha1.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class Kind:
 XACCESSPOLICY = Kind("XAccessPolicy", "agentic.networking.x-k8s.io", "v1alpha1", "xaccesspolicies", True)
 XBACKEND = Kind("XBackend", "agentic.networking.x-k8s.io", "v0alpha0", "xbackends", True)
 RATELIMITPOLICY = Kind("RateLimitPolicy", "governance.agentic-cp.dev", "v1alpha1", "ratelimitpolicies", True)
+GUARDRAILPOLICY = Kind("GuardrailPolicy", "governance.agentic-cp.dev", "v1alpha1", "guardrailpolicies", True)
 GATEWAYCLASS = Kind("GatewayClass", "gateway.networking.k8s.io", "v1", "gatewayclasses", False)
 GATEWAY = Kind("Gateway", "gateway.networking.k8s.io", "v1", "gateways", True)
 HTTPROUTE = Kind("HTTPRoute", "gateway.networking.k8s.io", "v1", "httproutes", True)
@@ -57,6 +58,7 @@ ALL_KINDS: tuple[Kind, ...] = (
     XACCESSPOLICY,
     XBACKEND,
     RATELIMITPOLICY,
+    GUARDRAILPOLICY,
     GATEWAYCLASS,
     GATEWAY,
     HTTPROUTE,

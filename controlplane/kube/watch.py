@@ -199,9 +199,13 @@ def failure_message(failure: Failure) -> str:
             f"scope; grant the control plane's ServiceAccount verbs get, list, watch on {kind.resource} "
             f"(apiserver said: {error.message})"
         )
-    if error.status == 404:
+    if error.status == 404 and kind.is_crd:
         return (
-            f"not found: {kind.resource} version {kind.version} is not served; is its CRD installed? "
-            f"Retrying slowly (apiserver said: {error.message})"
+            f"not found: {kind.resource} version {kind.version} is not served: its CRD is not installed "
+            f"(`helm upgrade` of the agentic-cp chart installs it, unless crds.install is false). Serving "
+            f"the other kinds; this one is retried slowly and read once its CRD appears, no restart needed "
+            f"(apiserver said: {error.message})"
         )
+    if error.status == 404:
+        return f"not found: {kind.resource} version {kind.version} is not served (apiserver said: {error.message})"
     return f"cannot {failure.verb} {kind.resource}: {error.status} {error.reason}: {error.message}"

@@ -163,3 +163,13 @@ async def test_a_later_identifier_does_not_change_the_proxy(sink):
     await run(sink, [StreamAccessLogsMessage(identifier=identifier()),
                      StreamAccessLogsMessage(identifier=identifier("gateway~other~gw"), http_logs=entries(entry()))])
     assert [r["proxy"] for r in written(sink)] == [NODE]
+
+
+async def test_a_guardrail_block_names_the_policy_and_reason(sink):
+    blocked = entry()
+    blocked.response = HttpResponseProperties(response_code=200, response_headers={
+        "x-agentic-decision": "blocked", "x-agentic-guardrail": "quickstart/secrets#private-key"})
+    await run(sink, [StreamAccessLogsMessage(identifier=identifier(), http_logs=entries(blocked, entry()))])
+    first, second = written(sink)
+    assert (first["decision"], first["guardrail"]) == ("blocked", "quickstart/secrets#private-key")
+    assert (second["decision"], second["guardrail"]) == ("denied", None)

@@ -103,3 +103,54 @@ def test_a_response_that_names_a_tool_is_judged_as_no_answer(capsys):
     code, out, _ = run(capsys, *GATEWAY, "--source", "quickstart/intern-agent", "--mcp-method", "__jsonrpc_response",
                        "--tool", "echo")
     assert code == 1 and out.startswith("DENY:")
+
+
+GUARDRAILS = """
+apiVersion: governance.agentic-cp.dev/v1alpha1
+kind: GuardrailPolicy
+metadata: {name: secrets, namespace: quickstart}
+spec:
+  targetRefs: [{group: agentic.networking.x-k8s.io, kind: XBackend, name: everything-mcp}]
+  service: {backendRef: {name: guardrail, port: 9002}, timeout: 500ms}
+  inspect: Requests
+---
+apiVersion: governance.agentic-cp.dev/v1alpha1
+kind: GuardrailPolicy
+metadata: {name: edge, namespace: quickstart}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: agent-gateway}]
+  service: {address: "127.0.0.1:9002"}
+  methods: ["*"]
+  failureMode: Open
+"""
+
+
+def test_explain_names_the_guardrails_that_judge_an_allowed_call(capsys, tmp_path):
+    import shutil
+
+    config = tmp_path / "config"
+    shutil.copytree(QUICKSTART, config)
+    (config / "40-guardrails.yaml").write_text(GUARDRAILS)
+
+    def explain(source: str, *what: str, output: str = "json") -> dict | str:
+        main(["explain", "--config", str(config), *GATEWAY, "--source", source, *what, "-o", output])
+        out = capsys.readouterr().out
+        return json.loads(out) if output == "json" else yaml.safe_load(out) if output == "yaml" else out
+
+    edge = {"policy": "quickstart/edge", "service": "address 127.0.0.1:9002", "inspect": "Both", "methods": ["*"],
+            "failure_mode": "Open", "timeout": "2s"}
+    secrets = {"policy": "quickstart/secrets", "service": "Service quickstart/guardrail:9002", "inspect": "Requests",
+               "methods": ["tools/call"], "failure_mode": "Closed", "timeout": "500ms"}
+    call = explain("quickstart/math-agent", "--tool", "get-sum")
+    assert call["decision"] == "allow" and call["guardrails"] == [edge, secrets]  # the Gateway's runs first
+    assert [level["guardrail"] for level in call["levels"]] == [edge, secrets]
+    assert explain("quickstart/math-agent", "--tool", "get-sum", output="yaml")["guardrails"] == [edge, secrets]
+    table = explain("quickstart/math-agent", "--tool", "get-sum", output="table")
+    assert ("judged by the guardrail: quickstart/secrets -> Service quickstart/guardrail:9002 (inspect Requests, "
+            "failure mode Closed, timeout 500ms)") in table
+    assert "judged by the guardrail: quickstart/edge -> address 127.0.0.1:9002" in table
+    # tools/list is judged by the Gateway's ("*"), not by the XBackend's (tools/call only).
+    listing = explain("quickstart/math-agent", "--mcp-method", "tools/list")
+    assert listing["decision"] == "allow" and listing["guardrails"] == [edge]
+    # A refused call is never inspected.
+    assert explain("quickstart/math-agent", "--tool", "echo")["guardrails"] == []

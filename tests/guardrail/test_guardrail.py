@@ -184,6 +184,15 @@ async def test_a_block_is_a_json_rpc_error_with_the_request_id_and_the_decision_
     assert body["id"] == "abc" and body["error"]["data"]["reason"] == "private-key" and KEY not in immediate.body.decode()
     headers = {h.header.key: h.header.raw_value.decode() for h in immediate.headers.set_headers}
     assert headers["x-agentic-decision"] == "blocked" and service.decisions == [("", "private-key")]
+    assert headers["x-agentic-guardrail"] == "-#private-key"  # no policy in the stream's metadata
+
+
+async def test_a_block_names_its_policy_and_reason_for_the_audit_record():
+    answers, _ = await _answers(_stream(("request_headers", {":method": "POST"}),
+                                        ("request_body", call({"message": KEY}))),
+                                metadata=(("x-agentic-guardrail-policy", "quickstart/secrets"),))
+    headers = {h.header.key: h.header.raw_value.decode() for h in answers[-1].immediate_response.headers.set_headers}
+    assert headers["x-agentic-guardrail"] == "quickstart/secrets#private-key"
 
 
 async def test_a_blocked_notification_keeps_a_plain_403():

@@ -89,6 +89,7 @@ def test_default_render_holds_the_expected_objects(default_objects):
         ("Role", f"{RELEASE}-ca"), ("RoleBinding", f"{RELEASE}-ca"),
         ("Service", f"{RELEASE}-admin"), ("Service", f"{RELEASE}-xds"), ("ServiceAccount", RELEASE),
         ("CustomResourceDefinition", "ratelimitpolicies.governance.agentic-cp.dev"),
+        ("CustomResourceDefinition", "guardrailpolicies.governance.agentic-cp.dev"),
         ("CustomResourceDefinition", "xaccesspolicies.agentic.networking.x-k8s.io"),
         ("CustomResourceDefinition", "xbackends.agentic.networking.x-k8s.io"),
     ])

@@ -34,9 +34,10 @@ from tests.helm.helm_support import (
 )
 
 GROUP = "agentic.networking.x-k8s.io"
-KINDS = ("XAccessPolicy", "XBackend", "RateLimitPolicy")
+KINDS = ("XAccessPolicy", "XBackend", "RateLimitPolicy", "GuardrailPolicy")
 OUR_GROUP = "governance.agentic-cp.dev"  # this project's own kinds: their CRDs are written here, not copied
-OUR_CRD_FILE = "governance.agentic-cp.dev_ratelimitpolicies.yaml"
+OUR_CRD_FILES = ("governance.agentic-cp.dev_ratelimitpolicies.yaml", "governance.agentic-cp.dev_guardrailpolicies.yaml")
+OUR_KINDS = ("RateLimitPolicy", "GuardrailPolicy")
 UPSTREAM_CRD_FILES = ("agentic.networking.x-k8s.io_xaccesspolicies.yaml", "agentic.networking.x-k8s.io_xbackends.yaml")
 # A manifest under tests/manifests/invalid/ that only the control plane rejects (e.g. a limit the
 # controller enforces), while the CRD accepts it, says so with this comment.
@@ -47,6 +48,7 @@ SERVED = {
     "XAccessPolicy": ("xaccesspolicies", {"v0alpha0": False, "v1alpha1": True}, True, True),
     "XBackend": ("xbackends", {"v0alpha0": True}, True, True),
     "RateLimitPolicy": ("ratelimitpolicies", {"v1alpha1": True}, True, True),
+    "GuardrailPolicy": ("guardrailpolicies", {"v1alpha1": True}, True, True),
 }
 
 
@@ -117,7 +119,7 @@ def test_chart_crds_are_the_served_kinds_and_versions(chart_crds):
     for crd in chart_crds:
         kind = crd["spec"]["names"]["kind"]
         plural, versions, namespaced, status = SERVED[kind]
-        group = OUR_GROUP if kind == "RateLimitPolicy" else GROUP
+        group = OUR_GROUP if kind in OUR_KINDS else GROUP
         assert crd["metadata"]["name"] == f"{plural}.{group}"
         assert crd["spec"]["group"] == group
         assert crd["spec"]["names"]["plural"] == plural
@@ -156,7 +158,7 @@ def test_crds_are_templates_so_helm_upgrade_applies_them(chart_crds):
     chart = helm_python.Chart.load(CHART_DIR)
     assert chart.crds == [] and not (CHART_DIR / "crds").exists()
     assert sorted(c["metadata"]["name"] for c in chart_crds) == sorted(
-        f"{plural}.{OUR_GROUP if kind == 'RateLimitPolicy' else GROUP}" for kind, (plural, *_) in SERVED.items())
+        f"{plural}.{OUR_GROUP if kind in OUR_KINDS else GROUP}" for kind, (plural, *_) in SERVED.items())
     for crd in chart_crds:
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
         assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
@@ -214,7 +216,7 @@ def test_printer_columns_show_accepted_targets_and_age(chart_crds):
 
 
 def test_chart_crd_sources_are_upstream_bytes_with_credit():
-    assert sorted(p.name for p in CHART_CRDS_DIR.glob("*.yaml")) == sorted((*UPSTREAM_CRD_FILES, OUR_CRD_FILE))
+    assert sorted(p.name for p in CHART_CRDS_DIR.glob("*.yaml")) == sorted((*UPSTREAM_CRD_FILES, *OUR_CRD_FILES))
     notice = (CHART_CRDS_DIR / "NOTICE").read_text()
     assert "kubernetes-sigs/kube-agentic-networking" in notice and "Apache License" in notice
 
@@ -394,3 +396,34 @@ def test_the_rate_limit_policy_crd_agrees_with_its_model(chart_crds):
     assert (RateLimitPolicy.API_GROUP, RateLimitPolicy.KIND) == (crd["spec"]["group"], "RateLimitPolicy")
     limit = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["limits"]
     assert limit["items"]["properties"]["per"]["enum"] == ["Second", "Minute", "Hour"]
+
+
+def test_the_guardrail_policy_crd_agrees_with_its_model(chart_crds):
+    from controlplane.api.governance import FailureMode, GuardrailPolicy, Inspect
+
+    crd = _crd(chart_crds, "GuardrailPolicy")
+    assert (GuardrailPolicy.API_GROUP, GuardrailPolicy.KIND) == (crd["spec"]["group"], "GuardrailPolicy")
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert spec["inspect"]["enum"] == [i.value for i in Inspect] and spec["inspect"]["default"] == Inspect.BOTH.value
+    assert spec["failureMode"]["enum"] == [m.value for m in FailureMode]
+    assert spec["failureMode"]["default"] == FailureMode.CLOSED.value  # fails closed unless told otherwise
+    columns = {c["name"]: c["jsonPath"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert columns["Inspect"] == ".spec.inspect" and columns["Failure"] == ".spec.failureMode"
+
+
+@pytest.mark.parametrize("timeout, accepted", [("1ms", True), ("10000ms", True), ("10s", True), ("010s", True),
+                                               ("0ms", False), ("0s", False), ("10001ms", False), ("11s", False)])
+def test_the_guardrail_timeout_range_is_the_models(chart_crds, timeout, accepted):
+    from controlplane.api.registry import InvalidResource, parse_object
+
+    doc = {"apiVersion": "governance.agentic-cp.dev/v1alpha1", "kind": "GuardrailPolicy",
+           "metadata": {"name": "g", "namespace": "ns"},
+           "spec": {"targetRefs": [{"group": GROUP, "kind": "XBackend", "name": "b"}],
+                    "service": {"address": "127.0.0.1:9002", "timeout": timeout}}}
+    crd_errors = validate_against_crd(_crd(chart_crds, "GuardrailPolicy"), copy.deepcopy(doc))
+    try:
+        parse_object(doc, origin="-", doc_index=0)
+        model_accepts = True
+    except InvalidResource:
+        model_accepts = False
+    assert (crd_errors == [], model_accepts) == (accepted, accepted), crd_errors

@@ -43,7 +43,8 @@ def _needed() -> list[Call]:
                           ("gateway.networking.k8s.io", "httproutes"),
                           ("agentic.networking.x-k8s.io", "xaccesspolicies"),
                           ("agentic.networking.x-k8s.io", "xbackends"),
-                          ("governance.agentic-cp.dev", "ratelimitpolicies")]:
+                          ("governance.agentic-cp.dev", "ratelimitpolicies"),
+                          ("governance.agentic-cp.dev", "guardrailpolicies")]:
         calls.append(Call("kube/status_writer.py", "PATCH", group, f"{plural}/status", CLUSTER, ("patch",)))
     for method, verb in [("GET", "get"), ("POST", "create"), ("PUT", "update")]:
         calls.append(Call("kube/leader.py", method, LEASE.group, LEASE.plural, RELEASE_NS, (verb,)))

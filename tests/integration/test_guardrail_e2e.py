@@ -83,6 +83,24 @@ async def test_arguments_with_a_private_key_are_blocked_and_clean_calls_pass(mes
         assert (await client.call_tool("get-sum", {"a": 2, "b": 3})).text == "The sum of 2 and 3 is 5."
         assert (await client.list_tools()).error is None  # not a judged method
     assert len(mesh.tools_run()) == ran_before + 2
+    await wait_for_record(mesh, refused.request_id)
+
+
+async def wait_for_record(mesh: LocalMesh, jsonrpc_id) -> None:
+    """The audit record of the blocked call (the proxy's stdout access log, read as `agentic-cp audit` does)
+    names the decision and which guardrail policy blocked it, and why."""
+    import asyncio
+
+    from controlplane.audit.query import Filters, ReadReport, read_records
+
+    for _ in range(100):
+        records = [r for r in read_records([mesh.workdir / "envoy.log"], Filters(decision="blocked"), ReadReport())
+                   if r["jsonrpc_id"] == jsonrpc_id and r["tool"] == "echo"]
+        if records:
+            assert [(r["decision"], r["guardrail"]) for r in records] == [("blocked", "quickstart/secrets#private-key")]
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("no audit record of the blocked call")
 
 
 async def test_a_result_carrying_a_private_key_is_blocked_on_the_way_back(mesh, guardrail):

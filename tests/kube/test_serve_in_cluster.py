@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
+import logging
 from pathlib import Path
 
 import yaml
@@ -12,8 +14,10 @@ import yaml
 from controlplane.cli import _in_kubernetes, _parser
 from controlplane.controller import Settings
 from controlplane.identity.xds_auth import node_id_for_gateway
-from controlplane.kube.kinds import GATEWAY, HTTPROUTE, XACCESSPOLICY
-from tests.kube.fakeapi import FakeApiServer
+from controlplane.kube.kinds import GATEWAY, GUARDRAILPOLICY, HTTPROUTE, XACCESSPOLICY
+from controlplane.sources.kubernetes import KubernetesSource
+from controlplane.xds.resources import CLUSTER
+from tests.kube.fakeapi import FakeApiServer, flag
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 NODE = node_id_for_gateway("quickstart", "agent-gateway")
@@ -71,6 +75,106 @@ async def test_serve_from_a_cluster_publishes_config_and_writes_statuses(tmp_pat
             api.create(extra)
         refused = await wait_for(lambda: (api.get(XACCESSPOLICY, "quickstart", "extra-4") or {}).get("status"))
         assert condition(refused["ancestors"][0], "Accepted")["reason"] == "LimitPerTargetExceeded"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await api.stop()
+
+
+GUARDRAIL = {
+    "apiVersion": "governance.agentic-cp.dev/v1alpha1", "kind": "GuardrailPolicy",
+    "metadata": {"name": "secrets", "namespace": "quickstart"},
+    "spec": {"targetRefs": [{"group": "agentic.networking.x-k8s.io", "kind": "XBackend", "name": "everything-mcp"}],
+             "service": {"address": "127.0.0.1:9002"}},
+}
+
+
+def serve_control_plane(tmp_path, kubeconfig):
+    args = _parser().parse_args(["serve", "--kubeconfig", str(kubeconfig), "--state-dir", str(tmp_path / "state"),
+                                 "--namespace", "agentic-system", "--xds-address", "127.0.0.1:0",
+                                 "--admin-address", "127.0.0.1:0"])
+    return _in_kubernetes(args, Settings(state_dir=tmp_path / "state", trust_domain="cluster.local",
+                                         xds_address="127.0.0.1:0", admin_address="127.0.0.1:0"))
+
+
+def guardrail_clusters(control_plane) -> list[str]:
+    snapshot = control_plane.cache.get(NODE)
+    return [] if snapshot is None else sorted(n for n in snapshot.resources(CLUSTER) if n.startswith("guardrail/"))
+
+
+async def test_a_guardrail_policy_in_the_cluster_is_programmed_and_gets_its_status(tmp_path):
+    api = FakeApiServer()
+    await api.start()
+    for obj in quickstart_objects():
+        api.create(obj)
+    api.create(copy.deepcopy(GUARDRAIL))
+    control_plane = serve_control_plane(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+    task = asyncio.create_task(control_plane.run())
+    try:
+        assert await wait_for(lambda: guardrail_clusters(control_plane)) == ["guardrail/address/127.0.0.1/9002"]
+        status = await wait_for(lambda: (api.get(GUARDRAILPOLICY, "quickstart", "secrets") or {}).get("status"))
+        [ancestor] = status["ancestors"]
+        assert ancestor["ancestorRef"]["kind"] == "XBackend" and ancestor["ancestorRef"]["name"] == "everything-mcp"
+        assert condition(ancestor, "Accepted")["status"] == "True"
+        # A second guardrail on the same XBackend loses to the older one, and says so.
+        later = copy.deepcopy(GUARDRAIL)
+        later["metadata"]["name"] = "later"
+        api.create(later)
+        refused = await wait_for(lambda: (api.get(GUARDRAILPOLICY, "quickstart", "later") or {}).get("status"))
+        assert condition(refused["ancestors"][0], "Accepted")["reason"] == "Conflicted"
+        # Deleted: the guardrail leaves the proxy's config.
+        api.delete(GUARDRAILPOLICY, "quickstart", "secrets")
+        api.delete(GUARDRAILPOLICY, "quickstart", "later")
+        await wait_for(lambda: guardrail_clusters(control_plane) == [])
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await api.stop()
+
+
+def list_requests(api, plural):
+    return [r for r in api.requests if r.method == "GET" and r.path.endswith("/" + plural) and not flag(r.query, "watch")]
+
+
+async def test_a_cluster_without_our_crds_serves_the_rest_and_reads_them_once_installed(tmp_path, caplog,
+                                                                                      monkeypatch):
+    """RateLimitPolicy's and GuardrailPolicy's CRDs are not installed: their group answers 404. The
+    rest is served, each missing kind is logged once (however often it is retried), and the kinds are
+    read when the CRDs appear, without a restart: the official client's CustomObjectsApi asks for the
+    path itself at every list, with no discovery cache to refresh."""
+    monkeypatch.setattr("controlplane.kube.serve.KubernetesSource",
+                        functools.partial(KubernetesSource, failure_retry=0.1))  # instead of 30s
+    caplog.set_level(logging.INFO, logger="controlplane.controller")
+    api = FakeApiServer()
+    await api.start()
+    for plural in ("ratelimitpolicies", "guardrailpolicies"):
+        api.uninstall(plural)
+    for obj in quickstart_objects():
+        api.create(obj)
+    api.create(copy.deepcopy(GUARDRAIL))
+    control_plane = serve_control_plane(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+    task = asyncio.create_task(control_plane.run())
+    try:
+        await wait_for(lambda: control_plane.cache.get(NODE) is not None)  # the rest is served
+        await wait_for(lambda: len(list_requests(api, "guardrailpolicies")) >= 4)  # retried, still alive
+        assert not task.done()
+        assert api.watch_requests("guardrailpolicies") == [] and api.watch_requests("ratelimitpolicies") == []
+        assert guardrail_clusters(control_plane) == []
+        missing = [r.getMessage() for r in caplog.records if "cannot read a kind" in r.getMessage()]
+        print("\n".join(missing))
+        assert len(missing) == 2  # one line per missing kind, not one per retry
+        for resource in ("ratelimitpolicies.governance.agentic-cp.dev", "guardrailpolicies.governance.agentic-cp.dev"):
+            [line] = [m for m in missing if resource in m]
+            assert "CRD is not installed" in line and "helm upgrade" in line
+        assert (api.get(GUARDRAILPOLICY, "quickstart", "secrets") or {}).get("status") is None
+
+        for plural in ("ratelimitpolicies", "guardrailpolicies"):
+            api.install(plural)
+        assert await wait_for(lambda: guardrail_clusters(control_plane)) == ["guardrail/address/127.0.0.1/9002"]
+        status = await wait_for(lambda: (api.get(GUARDRAILPOLICY, "quickstart", "secrets") or {}).get("status"))
+        assert condition(status["ancestors"][0], "Accepted")["status"] == "True"
+        cleared = [r.getMessage() for r in caplog.records if r.getMessage().startswith("problem cleared")]
+        assert sum("guardrailpolicies" in m for m in cleared) == 1
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

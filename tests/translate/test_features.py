@@ -160,8 +160,9 @@ def test_the_filter_chain_is_the_features_in_list_order():
 
 def test_the_upstreams_decision_mark_is_removed_only_where_this_proxy_decides():
     proxy, port = _proxy()
-    assert JsonRpcDenial().route_configuration_patch(proxy) == {"responseHeadersToRemove": ["x-agentic-decision"]}
-    assert route_config.route_configuration(port, FEATURES)["responseHeadersToRemove"] == ["x-agentic-decision"]
+    marks = ["x-agentic-decision", "x-agentic-guardrail"]  # an upstream must not forge a refusal or its policy
+    assert JsonRpcDenial().route_configuration_patch(proxy) == {"responseHeadersToRemove": marks}
+    assert route_config.route_configuration(port, FEATURES)["responseHeadersToRemove"] == marks
     outbound = dataclasses.replace(proxy, role=SIDECAR_OUTBOUND)
     assert JsonRpcDenial().route_configuration_patch(outbound) == {}
 

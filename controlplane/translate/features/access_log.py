@@ -29,7 +29,7 @@ from controlplane.translate.context import (
 )
 from controlplane.translate.features.base import Feature
 from controlplane.translate.features.ext_authz import delegated_key
-from controlplane.translate.features.jsonrpc_denial import DECISION_HEADER
+from controlplane.translate.features.jsonrpc_denial import DECISION_HEADER, GUARDRAIL_HEADER
 from controlplane.translate.features.local_rate_limit import LIMIT_HEADER
 from controlplane.translate.features.mcp import MCP_FILTER
 
@@ -56,6 +56,7 @@ ACCESS_LOG_FORMAT = {
     "status": "%RESPONSE_CODE%",  # a denied MCP call is 200 (a JSON-RPC error): count `decision` instead
     "decision": f"%RESP({DECISION_HEADER})%",  # denied, limited, blocked where refused here; else null (allow)
     "limit": f"%RESP({LIMIT_HEADER})%",  # the limits of the level that refused a `limited` call
+    "guardrail": f"%RESP({GUARDRAIL_HEADER})%",  # NS/POLICY#REASON of a `blocked` call (the guardrail service's)
     "details": "%RESPONSE_CODE_DETAILS%",
     "flags": "%RESPONSE_FLAGS%",
     "gateway_rule": _rbac("gateway_shadow_effective_policy_id"),
@@ -93,7 +94,8 @@ def grpc_access_log(proxy: ProxyContext) -> dict:
     return {"name": "envoy.access_loggers.http_grpc",
             "typedConfig": {"@type": GRPC_LOG_TYPE, "commonConfig": common,
                             "additionalRequestHeadersToLog": [SESSION_HEADER],
-                            "additionalResponseHeadersToLog": [DECISION_HEADER, LIMIT_HEADER]}}
+                            "additionalResponseHeadersToLog": [DECISION_HEADER, LIMIT_HEADER,
+                                                                              GUARDRAIL_HEADER]}}
 
 
 class AccessLog(Feature):

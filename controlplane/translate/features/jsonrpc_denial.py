@@ -16,7 +16,8 @@ not) is marked with the response header `x-agentic-decision: denied` (or `limite
 
 The mark means "Envoy decided", so it must not be forgeable: the RouteConfiguration's
 `responseHeadersToRemove` removes it from every upstream response (an MCP server that sends
-`x-agentic-decision: denied` does not make its own answer count as a denial). A local reply keeps it:
+`x-agentic-decision: denied` does not make its own answer count as a denial), and with it the guardrail's
+`x-agentic-guardrail` (which policy blocked, for the audit record). A local reply keeps them:
 Envoy applies the route's header changes to a local reply before the local reply mapper adds the mark
 (an HTTP filter removing it would run after the mapper and strip Envoy's own mark too; seen in
 tests/integration/test_metrics_e2e.py). Only where this proxy decides (a gateway, a tool's inbound
@@ -32,6 +33,7 @@ from controlplane.translate.features.mcp import MCP_FILTER
 
 DENIED_MESSAGE = "Access to this tool is forbidden."
 DECISION_HEADER = "x-agentic-decision"
+GUARDRAIL_HEADER = "x-agentic-guardrail"  # set by the guardrail service on a block: policy#reason, for the audit
 DENIED, LIMITED, BLOCKED = "denied", "limited", "blocked"
 GUARDRAIL_FAILED_MESSAGE = "The guardrail could not inspect this call, so it was refused (fail closed)."
 RETRY_WITHIN = f"%RESP({RETRY_WITHIN_HEADER})%"
@@ -43,7 +45,7 @@ class JsonRpcDenial(Feature):
 
     def route_configuration_patch(self, proxy: ProxyContext) -> dict:
         """The upstream's mark removed, where this proxy decides."""
-        return {"responseHeadersToRemove": [DECISION_HEADER]} if proxy.enforces_policy else {}
+        return {"responseHeadersToRemove": [DECISION_HEADER, GUARDRAIL_HEADER]} if proxy.enforces_policy else {}
 
     def hcm_patch(self, port: PortContext) -> dict:
         return {"localReplyConfig": {"mappers": [jsonrpc_denial(), jsonrpc_rate_limited(), jsonrpc_guardrail_failed(),
