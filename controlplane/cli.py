@@ -148,7 +148,8 @@ def run_serve(args: argparse.Namespace) -> int:
                         xds_address=args.xds_address, admin_address=args.admin_address,
                         controller_names=_controllers(args), admin_token=_admin_token(args.admin_token_file),
                         xds_limits=_xds_limits(args), audit_log=_audit_log(args),
-                        audit_log_max_bytes=args.audit_log_max_mb * 1024 * 1024)
+                        audit_log_max_bytes=args.audit_log_max_mb * 1024 * 1024,
+                        otel_collector=_otel_collector(args.otel_collector))
     if args.remote_cluster:
         logging.getLogger("agentic-cp").warning("--remote-cluster is not supported yet; ignoring %s",
                                                 ", ".join(args.remote_cluster))
@@ -166,6 +167,18 @@ def run_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _otel_collector(text: str | None):
+    """--otel-collector HOST:PORT as the proxies' OTLP/gRPC collector; None (off) without the flag."""
+    from controlplane.translate.context import OtelCollector
+
+    if text is None:
+        return None
+    try:
+        return OtelCollector.parse(text)
+    except ValueError as err:
+        raise UsageError(f"--otel-collector: {err}") from None
 
 
 def _audit_log(args: argparse.Namespace) -> Path:
@@ -534,6 +547,10 @@ def _parser() -> argparse.ArgumentParser:
                         "(default STATE_DIR/audit.jsonl)")
     p.add_argument("--audit-log-max-mb", type=_positive_int, default=64, metavar="MB",
                    help="rotate the audit log at this size; FILE.1..FILE.3 are kept")
+    p.add_argument("--otel-collector", metavar="HOST:PORT",
+                   help="enforcing proxies also trace each request and send its audit record to this OTLP/gRPC "
+                        "collector (Envoy's OpenTelemetry tracer and access logger); off without it. Turning it "
+                        "on or off updates the Listeners once (they drain)")
     p.add_argument("--settle-ms", type=int, default=1000, metavar="MS",
                    help="with --config: an object missing from a file that still exists is removed only once "
                         "the file has stayed whole and unchanged this long (default 1000)")

@@ -37,6 +37,7 @@ from controlplane.identity.ca import CertificateAuthority
 from controlplane.identity.rotation import CertificateManager
 from controlplane.logs import clip
 from controlplane.sources.base import Source
+from controlplane.translate.context import OtelCollector
 from controlplane.translate.roles import egress, sidecar
 from controlplane.translate.roles.gateway import resources_for
 from controlplane.xds import resources as types
@@ -66,6 +67,7 @@ class Settings:
     audit_log: Path | None = None  # the proxies' audit records (JSON lines); None: STATE_DIR/audit.jsonl
     audit_log_max_bytes: int = 64 * 1024 * 1024  # rotated past this
     egress_ca_file: str = egress.DEBIAN_CA_BUNDLE  # the system bundle egress proxies validate providers with
+    otel_collector: OtelCollector | None = None  # --otel-collector: enforcing proxies' spans and logs; None: off
 
 
 WORKLOAD_KINDS = frozenset({"ServiceAccount", "Pod"})  # no graph fragment of their own, yet they make workloads
@@ -80,9 +82,11 @@ class Publisher:
     snapshot and serialized bytes without their view being built."""
 
     def __init__(self, *, graph: AuthorizationGraph, cache: SnapshotCache, certificates: CertificateManager,
-                 registry=None, egress_ca_file: str = egress.DEBIAN_CA_BUNDLE):
+                 registry=None, egress_ca_file: str = egress.DEBIAN_CA_BUNDLE,
+                 otel_collector: OtelCollector | None = None):
         self.graph = graph
         self.egress_ca_file = egress_ca_file
+        self.otel_collector = otel_collector  # fixed for the process: a listener setting, never a policy one
         self.cache = cache
         self.certificates = certificates
         self.serializer = SerializingCache()
@@ -168,14 +172,15 @@ class Publisher:
 
     def _build_gateway(self, key: ResourceKey):
         view = gateway_view(self.graph, key)
-        built, cache_keys = self.serializer.get_tracked(resources_for(view, secrets=self._secrets(key)))
+        built, cache_keys = self.serializer.get_tracked(resources_for(view, secrets=self._secrets(key),
+                                                                       otel_collector=self.otel_collector))
         return set(view.reads), built, cache_keys
 
     def _build_sidecar(self, key: ResourceKey):
         """A workload's sidecar, under ``sidecar~NS~SA`` (served only to a proxy holding that SVID)."""
         view = sidecar_view(self.graph, key)
         built, cache_keys = self.serializer.get_tracked(
-            sidecar.resources_for(view, secrets=self._workload_secrets(view.spiffe_id)))
+            sidecar.resources_for(view, secrets=self._workload_secrets(view.spiffe_id), otel_collector=self.otel_collector))
         return set(view.reads), built, cache_keys
 
     def _publish_egress(self, wanted: dict[str, ResourceKey]) -> None:
@@ -187,7 +192,8 @@ class Publisher:
             wanted[node_id] = key
             try:
                 view = egress_view(self.graph, key)
-                resources = egress.resources_for(view, secrets=self._secrets(key), system_ca=self.egress_ca_file)
+                resources = egress.resources_for(view, secrets=self._secrets(key), system_ca=self.egress_ca_file,
+                                                 otel_collector=self.otel_collector)
                 if resources:
                     resources += egress.credential_secrets(view)
                 built, self._cache_keys[node_id] = self.serializer.get_tracked(resources)
@@ -266,7 +272,8 @@ class ControlPlane:
         self.xds = XdsServer(cache=self.cache, authorize=xds_auth.authorize_by_spiffe_id(self.settings.trust_domain),
                              metrics=metrics, limits=self.settings.xds_limits, extra_handlers=handlers)
         self.publisher = Publisher(graph=self.graph, cache=self.cache, certificates=self.certificates,
-                                   registry=self.xds.registry, egress_ca_file=self.settings.egress_ca_file)
+                                   registry=self.xds.registry, egress_ca_file=self.settings.egress_ca_file,
+                                   otel_collector=self.settings.otel_collector)
         hosts = [h for h in (host, *self.settings.extra_server_hosts) if h not in ("", "0.0.0.0")]
         self.server_credentials = xds_auth.RenewingServerCredentials(self.ca, lambda: xds_auth.issue_server_identity(
             self.ca, hosts=hosts, namespace=self.settings.namespace, service_account=self.settings.service_account,

@@ -27,6 +27,7 @@ from controlplane.graph.model import AuthorizationGraph
 from controlplane.graph.rules import DEFAULT_TRUST_DOMAIN
 from controlplane.graph.view import egress_gateways, gateway_view, workloads
 from controlplane.identity import sds
+from controlplane.translate.context import OtelCollector
 from controlplane.translate.roles.egress import egress_resources
 from controlplane.translate.roles.gateway import gateway_resources
 from controlplane.translate.roles.sidecar import sidecar_resources
@@ -53,14 +54,15 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def offline_resources(graph: AuthorizationGraph, proxy: ResourceKey) -> list[Resource]:
+def offline_resources(graph: AuthorizationGraph, proxy: ResourceKey, *,
+                      otel_collector: OtelCollector | None = None) -> list[Resource]:
     """What serve publishes for a Gateway's proxy or a workload's sidecar (a ServiceAccount), less the
-    secrets only the CA can issue."""
+    secrets only the CA can issue; with serve's --otel-collector when given."""
     if proxy.kind == "ServiceAccount":
-        return sidecar_resources(graph, proxy, secrets=[])
+        return sidecar_resources(graph, proxy, secrets=[], otel_collector=otel_collector)
     if proxy in egress_gateways(graph):  # an egress Gateway's proxy (credentials never printed)
-        return egress_resources(graph, proxy, secrets=[])
-    return gateway_resources(graph, proxy, secrets=[])
+        return egress_resources(graph, proxy, secrets=[], otel_collector=otel_collector)
+    return gateway_resources(graph, proxy, secrets=[], otel_collector=otel_collector)
 
 
 def as_documents(resources: list[Resource]) -> dict[str, list[dict]]:

@@ -5,6 +5,8 @@ Shared by the builders (listener.py, route_config.py, roles/) and every feature'
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 
 from controlplane.graph.view import GatewayView, ListenerView
@@ -16,6 +18,56 @@ SIDECAR_INBOUND, SIDECAR_OUTBOUND = "sidecar-inbound", "sidecar-outbound"  # rol
 EGRESS = "egress"  # roles/egress.py
 
 
+_DNS_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+@dataclass(frozen=True)
+class OtelCollector:
+    """Where enforcing proxies send OpenTelemetry spans and log records (OTLP over gRPC): serve's
+    --otel-collector. A listener-level setting (features/otel.py): it never changes with policy."""
+
+    host: str  # an IP address or a DNS name
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> OtelCollector:
+        """`HOST:PORT` (an IPv6 host in brackets); ValueError, in one line, for anything else."""
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT with a port 1-65535, not {text!r}")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+            _ip(host, text)
+        elif not _is_ip(host) and not _is_dns_name(host):
+            raise ValueError(f"{host!r} in {text!r} is neither an IP address nor a DNS name")
+        return cls(host, int(port))
+
+    @property
+    def is_ip(self) -> bool:
+        return _is_ip(self.host)
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def _ip(host: str, text: str) -> None:
+    if not _is_ip(host) or ":" not in host:
+        raise ValueError(f"{host!r} in {text!r} is not an IPv6 address")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_dns_name(host: str) -> bool:
+    labels = host.lower().removesuffix(".").split(".")
+    return 0 < len(host) <= 253 and all(_DNS_LABEL.fullmatch(label) for label in labels)
+
+
 @dataclass(frozen=True)
 class ProxyContext:
     """What one proxy's translation is about, for every hook."""
@@ -23,6 +75,7 @@ class ProxyContext:
     role: str  # "gateway", "sidecar-inbound", "sidecar-outbound", "egress"
     gateway: GatewayView  # a sidecar's inbound side is shaped as one too (its key: the ServiceAccount)
     secrets: tuple[Resource, ...] = ()  # the proxy's SDS secrets (server certificate, trust bundle)
+    otel_collector: OtelCollector | None = None  # serve --otel-collector: spans and logs over OTLP; None: off
 
     @property
     def enforces_policy(self) -> bool:

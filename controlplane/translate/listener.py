@@ -41,5 +41,11 @@ def http_connection_manager(port: PortContext, features: Sequence) -> dict:
         "stripAnyHostPort": True,  # hosts match (routes and RBAC) without the port, and without regexes
     }
     for feature in features:
-        hcm.update(feature.hcm_patch(port))
+        _merge(hcm, feature.hcm_patch(port))
     return hcm
+
+
+def _merge(hcm: dict, patch: dict) -> None:
+    """A feature's fields; a list adds to what an earlier feature set (several features' access loggers)."""
+    for key, value in patch.items():
+        hcm[key] = hcm[key] + value if isinstance(value, list) and isinstance(hcm.get(key), list) else value

@@ -303,6 +303,17 @@ def test_pod_env_and_args_parse_as_serve_and_give_the_pinned_identity(default_ob
         f"spiffe://cluster.local/ns/{NAMESPACE}/sa/{RELEASE}"
 
 
+def test_otel_collector_value_becomes_the_serve_flag_and_is_off_by_default(default_objects):
+    from controlplane.cli import _otel_collector, _parser
+
+    def args(objects):
+        return one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    assert "--otel-collector" not in args(default_objects)
+    parsed = _parser().parse_args(args(render({"otel": {"collector": "otel.observability.svc:4317"}})))
+    assert str(_otel_collector(parsed.otel_collector)) == "otel.observability.svc:4317"
+
+
 # --- values validation ---------------------------------------------------------------------------------
 
 
@@ -310,6 +321,9 @@ def test_pod_env_and_args_parse_as_serve_and_give_the_pinned_identity(default_ob
     ({"logLevel": "loud"}, "/logLevel"),
     ({"replicas": "three"}, "/replicas"),
     ({"caSecret": "Not_A_Name"}, "/caSecret"),
+    ({"otel": {"collector": "http://collector:4317/"}}, "/otel/collector"),
+    ({"otel": {"collector": "collector"}}, "/otel/collector"),
+    ({"otel": {"endpoint": "collector:4317"}}, "/otel"),
 ])
 def test_bad_values_fail_the_render(values, complaint):
     with pytest.raises(helm_python.HelmError, match=re.escape(complaint)):

@@ -13,6 +13,7 @@ An input is a YAML stream. Its first document may be the case's header:
       workload: NAMESPACE/SA       #   or a workload's sidecar (sidecar role); one of the two is required
       include: [PATH, ...]         # files or folders loaded first, relative to the repo root
       requires: PATH               # skip, saying why, when this path (e.g. under ../shared) is absent
+      otel_collector: HOST:PORT    # as serve --otel-collector gives it (features/otel.py)
 
 and the other documents are resources applied on top. Translation is `agentic-cp translate`'s (`offline_resources`), with no
 secrets: the identity room supplies them at run time, so the SDS references are in the listeners' outputs.
@@ -34,6 +35,7 @@ from controlplane.graph.model import AuthorizationGraph
 from controlplane.identity import sds
 from controlplane.identity.ca import CertificateAuthority
 from controlplane.sources.directory import DirectorySource
+from controlplane.translate.context import OtelCollector
 from controlplane.xds import resources as types
 from controlplane.xds.resources import Resource
 from tests.conftest import ROOT
@@ -45,9 +47,10 @@ OUTPUT_KINDS = TYPE_NAMES
 TYPE_OF_KIND = {kind: type_url for type_url, kind in OUTPUT_KINDS.items()}
 
 
-def translate(graph: AuthorizationGraph, proxy: ResourceKey) -> list[Resource]:
+def translate(graph: AuthorizationGraph, proxy: ResourceKey,
+              otel_collector: OtelCollector | None = None) -> list[Resource]:
     """What `agentic-cp translate` prints: the one offline translation entry point (a Gateway or a sidecar)."""
-    return offline_resources(graph, proxy)
+    return offline_resources(graph, proxy, otel_collector=otel_collector)
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Case:
     include: list[Path] = field(default_factory=list)
     requires: Path | None = None
     documents: list[dict] = field(default_factory=list)
+    otel_collector: OtelCollector | None = None
 
     @classmethod
     def read(cls, path: Path) -> Case:
@@ -67,7 +71,8 @@ class Case:
         return cls(name=path.stem, gateway=ResourceKey(kind, namespace, name),
                    include=[(ROOT / p).resolve() for p in header.get("include", [])],
                    requires=(ROOT / header["requires"]).resolve() if "requires" in header else None,
-                   documents=docs)
+                   documents=docs,
+                   otel_collector=OtelCollector.parse(header["otel_collector"]) if "otel_collector" in header else None)
 
     def graph(self) -> AuthorizationGraph:
         if self.requires is not None and not self.requires.exists():
@@ -119,7 +124,7 @@ def differences(case: str, rendered: dict[str, str]) -> list[str]:
 @pytest.mark.parametrize("case_name", case_names())
 def test_translation_matches_golden(case_name, request):
     case = Case.read(INPUTS / f"{case_name}.yaml")
-    rendered = render(translate(case.graph(), case.gateway))
+    rendered = render(translate(case.graph(), case.gateway, case.otel_collector))
     assert rendered, f"case {case_name}: {case.gateway.ref} translated to nothing"
     if request.config.getoption("--update-golden"):
         write_outputs(case_name, rendered)
@@ -150,6 +155,10 @@ COVERAGE = [
     ("ext_authz per route", "external-auth", "routes", "envoy.filters.http.ext_authz.backend"),
     ("jsonrpc denial", "quickstart", "listeners", "Access to this tool is forbidden."),
     ("access log", "quickstart", "listeners", "envoy.access_loggers.stdout"),
+    ("otel: OpenTelemetry tracer", "otel-gateway", "listeners", "envoy.tracers.opentelemetry"),
+    ("otel: OpenTelemetry access log", "otel-gateway", "listeners", "envoy.access_loggers.open_telemetry"),
+    ("otel: the collector over HTTP/2", "otel-gateway", "clusters", "http2ProtocolOptions"),
+    ("otel: sidecar inbound traces too", "otel-sidecar", "listeners", "serviceName: sidecar~tools~weather-server"),
     ("tls: HTTPS listener with SDS", "quickstart", "listeners", "tlsCertificateSdsSecretConfigs"),
     ("plain HTTP listener", "gateway-api", "listeners", "name: listener-80"),
     ("Service backend beside an XBackend", "gateway-api", "clusters", "service/team-a/mcp-svc/3001"),

@@ -22,6 +22,7 @@ from controlplane.translate.features.guardrail import Guardrail
 from controlplane.translate.features.jsonrpc_denial import JsonRpcDenial
 from controlplane.translate.features.local_rate_limit import LocalRateLimit
 from controlplane.translate.features.mcp import Mcp
+from controlplane.translate.features.otel import OpenTelemetry
 from controlplane.translate.features.rbac import Rbac
 from controlplane.translate.features.router import Router
 from controlplane.translate.features.tls import DownstreamTls
@@ -37,5 +38,6 @@ FEATURES: tuple[Feature, ...] = (
     Router(),  # envoy.filters.http.router
     JsonRpcDenial(),  # local reply: a 403 as a JSON-RPC error, marked; the upstream's mark removed
     AccessLog(),  # stdout JSON access log
+    OpenTelemetry(),  # with serve --otel-collector: OTLP spans and an OTLP access log beside the others
     DownstreamTls(),  # mTLS on HTTPS ports, SDS secrets
 )

@@ -31,7 +31,7 @@ from controlplane.graph.view import (
 )
 from controlplane.identity.sds import credential_secret
 from controlplane.translate import clusters, listener, route_config
-from controlplane.translate.context import EGRESS, PortContext, ProxyContext
+from controlplane.translate.context import EGRESS, OtelCollector, PortContext, ProxyContext
 from controlplane.translate.features import FEATURES
 from controlplane.translate.features.credential_injector import credential_secret_name, protocol_options
 from controlplane.translate.roles import unique_resources
@@ -43,17 +43,19 @@ NOT_NAMED = "no policy names this destination"
 
 
 def egress_resources(graph: AuthorizationGraph, gateway: ResourceKey, *, secrets: list[Resource],
-                     system_ca: str = DEBIAN_CA_BUNDLE) -> list[Resource]:
+                     system_ca: str = DEBIAN_CA_BUNDLE, otel_collector: OtelCollector | None = None) -> list[Resource]:
     """The egress Gateway's resources, credentials left out (`credential_secrets` adds them at serve time)."""
     view = egress_view(graph, gateway)
-    return [] if view is None else resources_for(view, secrets=secrets, system_ca=system_ca)
+    return [] if view is None else resources_for(view, secrets=secrets, system_ca=system_ca,
+                                                     otel_collector=otel_collector)
 
 
-def resources_for(view: EgressView, *, secrets: Iterable[Resource], system_ca: str = DEBIAN_CA_BUNDLE) -> list[Resource]:
+def resources_for(view: EgressView, *, secrets: Iterable[Resource], system_ca: str = DEBIAN_CA_BUNDLE,
+                  otel_collector: OtelCollector | None = None) -> list[Resource]:
     if view.listener is None:
         return []
     side = GatewayView(view.key, (view.listener,), view.reads)
-    proxy = ProxyContext(ROLE, side, tuple(secrets))
+    proxy = ProxyContext(ROLE, side, tuple(secrets), otel_collector)
     port = PortContext(proxy, view.listener.port, True, side.listeners)
     out = [Resource(LISTENER, listener.listener_name(port.port), listener.listener(port, FEATURES)),
            Resource(ROUTE, route_config.route_config_name(port.port), _routes(proxy, view))]

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from controlplane.api.base import ResourceKey
 from controlplane.graph.view import AuthorizationGraph, GatewayView, gateway_view
 from controlplane.translate import clusters, listener, route_config
-from controlplane.translate.context import PortContext, ProxyContext
+from controlplane.translate.context import OtelCollector, PortContext, ProxyContext
 from controlplane.translate.features import FEATURES
 from controlplane.translate.roles import unique_resources
 from controlplane.xds.resources import LISTENER, ROUTE, Resource
@@ -20,14 +20,16 @@ from controlplane.xds.resources import LISTENER, ROUTE, Resource
 ROLE = "gateway"
 
 
-def gateway_resources(graph: AuthorizationGraph, gateway: ResourceKey, *, secrets: list[Resource]) -> list[Resource]:
+def gateway_resources(graph: AuthorizationGraph, gateway: ResourceKey, *, secrets: list[Resource],
+                      otel_collector: OtelCollector | None = None) -> list[Resource]:
     """The Gateway's resources; none when it is missing or not of a class this control plane manages."""
     view = gateway_view(graph, gateway)
-    return [] if view is None else resources_for(view, secrets=secrets)
+    return [] if view is None else resources_for(view, secrets=secrets, otel_collector=otel_collector)
 
 
-def resources_for(view: GatewayView, *, secrets: Iterable[Resource]) -> list[Resource]:
-    proxy = ProxyContext(ROLE, view, tuple(secrets))
+def resources_for(view: GatewayView, *, secrets: Iterable[Resource],
+                  otel_collector: OtelCollector | None = None) -> list[Resource]:
+    proxy = ProxyContext(ROLE, view, tuple(secrets), otel_collector)
     out: list[Resource] = []
     for port in _ports(proxy):
         out.append(Resource(LISTENER, listener.listener_name(port.port), listener.listener(port, FEATURES)))

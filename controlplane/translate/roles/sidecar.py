@@ -47,7 +47,14 @@ from controlplane.graph.view import (
 )
 from controlplane.identity.sds import TRUST_BUNDLE_SECRET, WORKLOAD_CERT_SECRET
 from controlplane.translate import clusters, listener, route_config
-from controlplane.translate.context import ADS, SIDECAR_INBOUND, SIDECAR_OUTBOUND, PortContext, ProxyContext
+from controlplane.translate.context import (
+    ADS,
+    SIDECAR_INBOUND,
+    SIDECAR_OUTBOUND,
+    OtelCollector,
+    PortContext,
+    ProxyContext,
+)
 from controlplane.translate.features import FEATURES
 from controlplane.translate.roles import unique_resources
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource
@@ -58,15 +65,17 @@ APP_ADDRESS = "127.0.0.1"  # the app beside the sidecar
 NOT_REACHABLE = "this workload may not reach that destination\n"
 
 
-def sidecar_resources(graph: AuthorizationGraph, workload: ResourceKey, *, secrets: list[Resource]) -> list[Resource]:
-    return resources_for(sidecar_view(graph, workload), secrets=secrets)
+def sidecar_resources(graph: AuthorizationGraph, workload: ResourceKey, *, secrets: list[Resource],
+                      otel_collector: OtelCollector | None = None) -> list[Resource]:
+    return resources_for(sidecar_view(graph, workload), secrets=secrets, otel_collector=otel_collector)
 
 
-def resources_for(view: SidecarView, *, secrets: Iterable[Resource]) -> list[Resource]:
+def resources_for(view: SidecarView, *, secrets: Iterable[Resource],
+                  otel_collector: OtelCollector | None = None) -> list[Resource]:
     secrets = tuple(secrets)
     out: list[Resource] = []
     if view.inbound:
-        out += _inbound(view, secrets)
+        out += _inbound(view, secrets, otel_collector)
     if view.outbound or view.egress:
         out += _outbound(view, secrets)
     if out:
@@ -81,11 +90,11 @@ def inbound_cluster_name(app_port: int) -> str:
     return f"inbound|{app_port}"
 
 
-def _inbound(view: SidecarView, secrets: tuple[Resource, ...]) -> list[Resource]:
+def _inbound(view: SidecarView, secrets: tuple[Resource, ...], otel_collector: OtelCollector | None) -> list[Resource]:
     served = _first_per_service(view.inbound)
     routes = tuple(RouteAttachment(entry.rule, entry.hostnames) for entry in served)
     side = GatewayView(view.key, (ListenerView("inbound", INBOUND_PORT, True, routes, ()),), view.reads)
-    proxy = ProxyContext(SIDECAR_INBOUND, side, secrets)
+    proxy = ProxyContext(SIDECAR_INBOUND, side, secrets, otel_collector)
     port = PortContext(proxy, INBOUND_PORT, True, side.listeners)
     inbound = _capture_target(listener.listener(port, FEATURES))
     out = [Resource(LISTENER, listener.listener_name(INBOUND_PORT), inbound),
